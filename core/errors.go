@@ -1,0 +1,260 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Sentinel errors. Every error mire returns matches one of these with
+// [errors.Is]; the typed errors below carry the details and match with
+// [errors.As].
+var (
+	// ErrConcurrency means an append's [ExpectedVersion] did not hold. See
+	// [VersionConflictError].
+	ErrConcurrency = errors.New("mire: concurrency conflict")
+
+	// ErrStreamNotFound means the stream has no events.
+	ErrStreamNotFound = errors.New("mire: stream not found")
+
+	// ErrCorruptStream means the stored events of a stream disagree with its
+	// recorded version. Such a stream is never hydrated. See
+	// [CorruptStreamError].
+	ErrCorruptStream = errors.New("mire: corrupt stream")
+
+	// ErrInvalidInput means a caller's argument was rejected before anything
+	// was written. See [InvalidInputError].
+	ErrInvalidInput = errors.New("mire: invalid input")
+
+	// ErrEncode means event data could not be serialized. See [EncodeError].
+	ErrEncode = errors.New("mire: cannot encode event")
+
+	// ErrDecode means a stored event could not be turned back into its Go
+	// type. See [DecodeError].
+	ErrDecode = errors.New("mire: cannot decode event")
+
+	// ErrUnknownEventType means a stored event type has no registered Go
+	// type. It is wrapped in a [DecodeError] naming the event.
+	ErrUnknownEventType = errors.New("mire: unknown event type")
+
+	// ErrEventIDReused means an append reused an event ID that is stored
+	// with different content or in another stream. See [EventIDReusedError].
+	ErrEventIDReused = errors.New("mire: event id reused")
+
+	// ErrDatabase matches every [DatabaseError].
+	ErrDatabase = errors.New("mire: database error")
+
+	// ErrSchemaNotMigrated means mire's tables are missing from the schema
+	// the store uses: run the store's Migrate first. It matches a
+	// [DatabaseError] of kind [DbSchemaNotMigrated].
+	ErrSchemaNotMigrated = errors.New("mire: schema not migrated")
+)
+
+// VersionConflictError reports an append whose expected version did not
+// hold.
+type VersionConflictError struct {
+	StreamID string
+	Expected ExpectedVersion
+	// Actual is the stream's version when the append was refused, 0 if the
+	// stream has no events.
+	Actual int64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("mire: concurrency conflict on stream %q: expected %s, actual version %d", e.StreamID, e.Expected, e.Actual)
+}
+
+// Is makes the error match [ErrConcurrency].
+func (e *VersionConflictError) Is(target error) bool { return target == ErrConcurrency }
+
+// CorruptStreamError reports a stream whose stored events disagree with its
+// recorded version.
+type CorruptStreamError struct {
+	StreamID string
+	// RecordedVersion is the version the stream's head row records.
+	RecordedVersion int64
+	// Reason says what disagreed.
+	Reason string
+}
+
+func (e *CorruptStreamError) Error() string {
+	return fmt.Sprintf("mire: corrupt stream %q (recorded version %d): %s", e.StreamID, e.RecordedVersion, e.Reason)
+}
+
+// Is makes the error match [ErrCorruptStream].
+func (e *CorruptStreamError) Is(target error) bool { return target == ErrCorruptStream }
+
+// InvalidInputError reports an argument rejected before anything was
+// written.
+type InvalidInputError struct {
+	// Field names the argument, e.g. "stream id".
+	Field string
+	// Value is the rejected value (shortened when long), if it helps.
+	Value string
+	// Reason says what is wrong.
+	Reason string
+}
+
+func (e *InvalidInputError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("mire: invalid %s %q: %s", e.Field, e.Value, e.Reason)
+	}
+	return fmt.Sprintf("mire: invalid %s: %s", e.Field, e.Reason)
+}
+
+// Is makes the error match [ErrInvalidInput].
+func (e *InvalidInputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// EncodeError reports event data or metadata that could not be serialized.
+type EncodeError struct {
+	EventType string
+	Err       error
+}
+
+func (e *EncodeError) Error() string {
+	return fmt.Sprintf("mire: cannot encode event %q: %v", e.EventType, e.Err)
+}
+
+// Is makes the error match [ErrEncode].
+func (e *EncodeError) Is(target error) bool { return target == ErrEncode }
+
+// Unwrap returns the serializer's error.
+func (e *EncodeError) Unwrap() error { return e.Err }
+
+// DecodeError reports a stored event that could not be decoded into its Go
+// type: an unknown event type ([ErrUnknownEventType]), data that does not
+// fit the type, or an upcaster that failed.
+type DecodeError struct {
+	StreamID       string
+	StreamVersion  int64
+	GlobalPosition int64
+	EventType      string
+	Err            error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("mire: cannot decode event %q at stream %q version %d (global position %d): %v",
+		e.EventType, e.StreamID, e.StreamVersion, e.GlobalPosition, e.Err)
+}
+
+// Is makes the error match [ErrDecode].
+func (e *DecodeError) Is(target error) bool { return target == ErrDecode }
+
+// Unwrap returns the cause, e.g. [ErrUnknownEventType].
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// EventIDReusedError reports an append that reused a stored event ID for
+// different content, or for a different stream or position.
+type EventIDReusedError struct {
+	EventID uuid.UUID
+	// StreamID is the stream of the rejected append.
+	StreamID string
+	// StoredStreamID is the stream the ID is stored in.
+	StoredStreamID string
+	Reason         string
+}
+
+func (e *EventIDReusedError) Error() string {
+	return fmt.Sprintf("mire: event id %s appended to %q is already stored in stream %q: %s",
+		e.EventID, e.StreamID, e.StoredStreamID, e.Reason)
+}
+
+// Is makes the error match [ErrEventIDReused].
+func (e *EventIDReusedError) Is(target error) bool { return target == ErrEventIDReused }
+
+// DbErrorKind is a coarse class of database failure, so callers can react to
+// common failures without importing the driver.
+type DbErrorKind uint8
+
+const (
+	// DbOther is any failure not classified below.
+	DbOther DbErrorKind = iota
+	// DbConnection: the connection could not be made or was lost.
+	DbConnection
+	// DbTimeout: a deadline, statement timeout or cancellation ended the
+	// operation.
+	DbTimeout
+	// DbLockNotAvailable: a lock could not be taken within lock_timeout or
+	// NOWAIT.
+	DbLockNotAvailable
+	// DbSerializationFailure: a serializable or repeatable-read transaction
+	// must be retried.
+	DbSerializationFailure
+	// DbDeadlock: PostgreSQL broke a deadlock by aborting this transaction.
+	DbDeadlock
+	// DbUniqueViolation: a unique constraint was violated.
+	DbUniqueViolation
+	// DbSchemaNotMigrated: mire's tables or functions are missing.
+	DbSchemaNotMigrated
+	// DbPermissionDenied: the role lacks a privilege.
+	DbPermissionDenied
+)
+
+var dbErrorKindNames = [...]string{
+	DbOther:                "other",
+	DbConnection:           "connection",
+	DbTimeout:              "timeout",
+	DbLockNotAvailable:     "lock_not_available",
+	DbSerializationFailure: "serialization_failure",
+	DbDeadlock:             "deadlock",
+	DbUniqueViolation:      "unique_violation",
+	DbSchemaNotMigrated:    "schema_not_migrated",
+	DbPermissionDenied:     "permission_denied",
+}
+
+// String returns the kind's snake_case name.
+func (k DbErrorKind) String() string {
+	if int(k) < len(dbErrorKindNames) {
+		return dbErrorKindNames[k]
+	}
+	return fmt.Sprintf("DbErrorKind(%d)", k)
+}
+
+// Transient reports whether retrying the whole operation may succeed:
+// connection loss, serialization failure, deadlock and lock timeouts.
+func (k DbErrorKind) Transient() bool {
+	switch k {
+	case DbConnection, DbSerializationFailure, DbDeadlock, DbLockNotAvailable:
+		return true
+	}
+	return false
+}
+
+// DatabaseError wraps a driver or server error with its [DbErrorKind].
+type DatabaseError struct {
+	Kind DbErrorKind
+	// Op says what mire was doing, e.g. "append".
+	Op string
+	// Hint suggests a fix, when there is an obvious one.
+	Hint string
+	Err  error
+}
+
+func (e *DatabaseError) Error() string {
+	msg := fmt.Sprintf("mire: %s: database error (%s): %v", e.Op, e.Kind, e.Err)
+	if e.Hint != "" {
+		msg += " (hint: " + e.Hint + ")"
+	}
+	return msg
+}
+
+// Is makes the error match [ErrDatabase], and [ErrSchemaNotMigrated] when
+// that is its kind.
+func (e *DatabaseError) Is(target error) bool {
+	return target == ErrDatabase || (target == ErrSchemaNotMigrated && e.Kind == DbSchemaNotMigrated)
+}
+
+// Unwrap returns the driver's error (and so context.Canceled or
+// context.DeadlineExceeded where those caused it).
+func (e *DatabaseError) Unwrap() error { return e.Err }
+
+// DbKind returns the [DbErrorKind] of the first [DatabaseError] in err's
+// chain, and false if there is none.
+func DbKind(err error) (DbErrorKind, bool) {
+	var dbErr *DatabaseError
+	if errors.As(err, &dbErr) {
+		return dbErr.Kind, true
+	}
+	return DbOther, false
+}

@@ -1,0 +1,13 @@
+// Package pgenv finds a PostgreSQL server for mire's tests, examples, demo
+// and benchmarks, and gives each test an isolated, migrated schema.
+//
+// The server is found in this order:
+//
+//  1. DATABASE_URL, or TEST_DATABASE_URL, if set;
+//  2. a server answering on localhost:5432 (user postgres, database
+//     postgres, no password);
+//  3. a throwaway container started with dockertest, if Docker answers.
+//
+// When none is there, tests are skipped with a message saying what to do,
+// unless MIRE_REQUIRE_DB=1 (CI sets it), which makes them fail instead.
+package pgenv

@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/store/internal/dbsqlc"
+)
+
+// Load rebuilds the aggregate with ID id by replaying its stream. It returns
+// an error matching [core.ErrStreamNotFound] if the stream has no events, a
+// [*core.CorruptStreamError] if the stored events disagree with the stream's
+// recorded version (gaps, or fewer or more events than recorded), and a
+// [*core.DecodeError] for an event the registry cannot decode.
+//
+//	root, err := store.Load[Account](ctx, es, "42")
+func Load[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, id string) (*core.Root[A], error) {
+	return load[S, A](ctx, s, s.pool, id)
+}
+
+// LoadTx is [Load] inside the caller's transaction.
+func LoadTx[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, tx pgx.Tx, id string) (*core.Root[A], error) {
+	return load[S, A](ctx, s, tx, id)
+}
+
+// LoadOrNew is [Load], except that an aggregate without events is returned
+// new (version 0, zero state) instead of as an error.
+func LoadOrNew[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, id string) (*core.Root[A], error) {
+	root, err := load[S, A](ctx, s, s.pool, id)
+	if errors.Is(err, core.ErrStreamNotFound) {
+		return core.NewRoot[A](id, A(new(S))), nil
+	}
+	return root, err
+}
+
+func load[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, exec dbsqlc.DBTX, id string) (*core.Root[A], error) {
+	root := core.NewRoot[A](id, A(new(S)))
+	if err := validateAggregate(root); err != nil {
+		return nil, err
+	}
+	if err := s.replay(ctx, exec, root.StreamID(), 0, func(version int64, data core.EventData) error {
+		return root.Replay(version, data)
+	}); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
+	if err := core.ValidateCategory(root.State().Category()); err != nil {
+		return err
+	}
+	if root.ID() == "" {
+		return &core.InvalidInputError{Field: "aggregate id", Reason: "must not be empty"}
+	}
+	return core.ValidateStreamID(root.StreamID())
+}
+
+// replay decodes a stream's events after version after, in order, and passes
+// them to apply. It reads a page at a time, bounded by the version the
+// stream's row records when the first page is read, and refuses a stream
+// whose events disagree with that version.
+func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, streamID string, after int64, apply func(int64, core.EventData) error) error {
+	db := s.db(exec)
+	head := int64(math.MaxInt64)
+	next := after + 1
+	for {
+		page, err := s.queries.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
+			StreamID: streamID, FromVersion: next, ToVersion: head, MaxEvents: int32(s.config.ReadPageSize)})
+		if err != nil {
+			return s.interpretError(fmt.Sprintf("load %q", streamID), err)
+		}
+		if head == math.MaxInt64 {
+			if len(page) == 0 {
+				return s.emptyLoad(ctx, db, streamID, after)
+			}
+			head = page[0].StreamHead
+		}
+		for _, row := range page {
+			if row.Event.StreamVersion != next || row.Event.StreamVersion > head {
+				return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
+					Reason: fmt.Sprintf("expected version %d, found version %d", next, row.Event.StreamVersion)}
+			}
+			recorded, err := recordedFromRow(&row.Event)
+			if err != nil {
+				return err
+			}
+			data, err := s.registry.Decode(recorded)
+			if err != nil {
+				return err
+			}
+			if err := apply(row.Event.StreamVersion, data); err != nil {
+				return err
+			}
+			next++
+		}
+		if next > head {
+			return nil
+		}
+		if len(page) < s.config.ReadPageSize {
+			return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
+				Reason: fmt.Sprintf("events end at version %d", next-1)}
+		}
+	}
+}
+
+// emptyLoad explains a load that found no events after version after.
+func (s *EventStore) emptyLoad(ctx context.Context, db dbsqlc.DBTX, streamID string, after int64) error {
+	version, err := s.queries.StreamVersion(ctx, db, streamID)
+	if err != nil {
+		return s.interpretError(fmt.Sprintf("load %q", streamID), err)
+	}
+	switch {
+	case version == 0 && after == 0:
+		return fmt.Errorf("%w: %q", core.ErrStreamNotFound, streamID)
+	case version == after:
+		return nil // nothing after a snapshot taken at the head
+	default:
+		return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: version,
+			Reason: fmt.Sprintf("no events stored after version %d", after)}
+	}
+}
+
+// Save appends the events recorded on root since it was loaded, expecting
+// the stream to still be at the loaded version, and marks them saved. A
+// concurrent save of the same aggregate makes it fail with a
+// [*core.VersionConflictError]: reload and retry the command. With nothing
+// recorded, Save writes nothing and returns nil.
+func Save[A core.Aggregate](ctx context.Context, s *EventStore, root *core.Root[A]) (*core.CommittedEvents, error) {
+	return save(ctx, s, s.pool, root)
+}
+
+// SaveTx is [Save] inside the caller's transaction. root is marked saved
+// when the append succeeds; if tx then rolls back, discard root and reload.
+func SaveTx[A core.Aggregate](ctx context.Context, s *EventStore, tx pgx.Tx, root *core.Root[A]) (*core.CommittedEvents, error) {
+	if tx == nil {
+		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
+	}
+	return save(ctx, s, tx, root)
+}
+
+func save[A core.Aggregate](ctx context.Context, s *EventStore, exec dbsqlc.DBTX, root *core.Root[A]) (*core.CommittedEvents, error) {
+	if root == nil {
+		return nil, &core.InvalidInputError{Field: "aggregate root", Reason: "is nil"}
+	}
+	if len(root.Pending()) == 0 {
+		return nil, nil
+	}
+	if err := validateAggregate(root); err != nil {
+		return nil, err
+	}
+	committed, err := s.append(ctx, exec, root.StreamID(), root.ExpectedVersion(), root.Pending())
+	if err != nil {
+		return nil, err
+	}
+	root.MarkSaved(committed.ToVersion)
+	return committed, nil
+}

@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/store/internal/dbsqlc"
+)
+
+// Append appends events to a stream if expected holds, in one round trip and
+// its own transaction.
+//
+// A version conflict returns a [*core.VersionConflictError] (matching
+// [core.ErrConcurrency]) and writes nothing. Appending again with the same
+// event IDs after an unknown outcome returns the original result with
+// Duplicate set; an event ID stored with other content is a
+// [*core.EventIDReusedError]. Invalid input is rejected before anything is
+// sent.
+func (s *EventStore) Append(ctx context.Context, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
+	return s.append(ctx, s.pool, streamID, expected, events)
+}
+
+// AppendTx is [EventStore.Append] inside the caller's transaction: the
+// events commit or roll back with it. A version conflict does not abort tx.
+// The stream stays locked against other writers until tx ends.
+func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
+	if tx == nil {
+		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
+	}
+	return s.append(ctx, tx, streamID, expected, events)
+}
+
+func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID string, expected core.ExpectedVersion, events []core.Event) (*core.CommittedEvents, error) {
+	params, recorded, err := s.prepareAppend(streamID, expected, events)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.queries.EventAppend(ctx, s.db(exec), params)
+	if err != nil {
+		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
+	}
+	if row.Appended == 0 {
+		if row.DuplicateIds {
+			return s.resolveRetry(ctx, exec, params)
+		}
+		return nil, &core.VersionConflictError{StreamID: streamID, Expected: expected, Actual: row.CurrentVersion}
+	}
+	if row.Appended != int64(len(recorded)) {
+		// The function inserts all or nothing; anything else is a bug worth
+		// failing loudly on rather than reporting a partial success.
+		return nil, fmt.Errorf("mire: append to %q stored %d of %d events", streamID, row.Appended, len(recorded))
+	}
+	from := row.ToVersion - int64(len(recorded)) + 1
+	recordedAt := row.CommittedAt.UTC()
+	for i := range recorded {
+		recorded[i].StreamVersion = from + int64(i)
+		recorded[i].RecordedAt = recordedAt
+	}
+	return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: row.ToVersion, Events: recorded}, nil
+}
+
+// prepareAppend validates and encodes an append. It returns the query
+// parameters and the recorded events to report, still without versions.
+func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersion, events []core.Event) (*dbsqlc.EventAppendParams, []core.RecordedEvent, error) {
+	if err := core.ValidateStreamID(streamID); err != nil {
+		return nil, nil, err
+	}
+	if len(events) == 0 {
+		return nil, nil, &core.InvalidInputError{Field: "events", Reason: "an append needs at least one event"}
+	}
+	if err := expected.Validate(len(events)); err != nil {
+		return nil, nil, err
+	}
+	exactVersion, _ := expected.ExactVersion()
+	params := &dbsqlc.EventAppendParams{
+		StreamID:        streamID,
+		ExpectedKind:    expected.Kind(),
+		ExpectedVersion: exactVersion,
+		EventIds:        make([]uuid.UUID, len(events)),
+		EventTypes:      make([]string, len(events)),
+		Data:            make([][]byte, len(events)),
+		Headers:         make([][]byte, len(events)),
+		CorrelationIds:  make([]uuid.UUID, len(events)),
+		CausationIds:    make([]uuid.UUID, len(events)),
+	}
+	recorded := make([]core.RecordedEvent, len(events))
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	for i, event := range events {
+		if event.Data == nil {
+			return nil, nil, &core.InvalidInputError{Field: "event data", Reason: fmt.Sprintf("event %d has no data", i)}
+		}
+		eventType := event.Data.EventType()
+		if err := core.ValidateEventType(eventType); err != nil {
+			return nil, nil, err
+		}
+		data, err := s.registry.Encode(event.Data)
+		if err != nil {
+			return nil, nil, err
+		}
+		headers, err := encodeHeaders(eventType, event.Metadata.Headers)
+		if err != nil {
+			return nil, nil, err
+		}
+		if size := len(data) + len(headers); size > s.config.MaxEventBytes {
+			return nil, nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("encodes to %d bytes, over the limit of %d", size, s.config.MaxEventBytes)}
+		}
+		if err := checkJSONB(eventType, data, headers); err != nil {
+			return nil, nil, err
+		}
+
+		metadata := event.Metadata
+		if metadata.EventID == uuid.Nil {
+			if metadata.EventID, err = uuid.NewV7(); err != nil {
+				return nil, nil, fmt.Errorf("mire: generating event id: %w", err)
+			}
+		}
+		if _, dup := seen[metadata.EventID]; dup {
+			return nil, nil, &core.InvalidInputError{Field: "event id", Value: metadata.EventID.String(),
+				Reason: "appears twice in one append"}
+		}
+		seen[metadata.EventID] = struct{}{}
+
+		params.EventIds[i] = metadata.EventID
+		params.EventTypes[i] = eventType
+		params.Data[i] = data
+		params.Headers[i] = headers
+		params.CorrelationIds[i] = metadata.CorrelationID
+		params.CausationIds[i] = metadata.CausationID
+		recorded[i] = core.RecordedEvent{StreamID: streamID, EventType: eventType, Data: data, Metadata: metadata}
+	}
+	return params, recorded, nil
+}
+
+func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) {
+	if len(headers) == 0 {
+		return nil, nil
+	}
+	encoded, err := json.Marshal(headers)
+	if err != nil {
+		return nil, &core.EncodeError{EventType: eventType, Err: fmt.Errorf("headers: %w", err)}
+	}
+	return encoded, nil
+}
+
+// checkJSONB rejects what encoding/json produces but jsonb refuses: the
+// escaped NUL character. Catching it here gives a clear error instead of a
+// failed statement.
+func checkJSONB(eventType string, data, headers []byte) error {
+	for _, doc := range [][]byte{data, headers} {
+		if containsEscapedNUL(doc) {
+			return &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: `contains a NUL character (\u0000), which PostgreSQL jsonb cannot store`}
+		}
+	}
+	return nil
+}
+
+func containsEscapedNUL(doc []byte) bool {
+	const escape = `\u0000`
+	for i := 0; i+len(escape) <= len(doc); i++ {
+		if doc[i] != '\\' {
+			continue
+		}
+		if string(doc[i:i+len(escape)]) == escape {
+			// An escaped backslash before it ("\\u0000") is literal text.
+			backslashes := 0
+			for j := i - 1; j >= 0 && doc[j] == '\\'; j-- {
+				backslashes++
+			}
+			if backslashes%2 == 0 {
+				return true
+			}
+		}
+		i++ // skip the escaped character
+	}
+	return false
+}
+
+// resolveRetry decides what a refused append whose event IDs are already
+// stored was: a retry of a committed append (same stream, same content, one
+// contiguous run) returns the original result; anything else is a reused ID.
+func (s *EventStore) resolveRetry(ctx context.Context, exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams) (*core.CommittedEvents, error) {
+	rows, err := s.queries.EventFindByIDs(ctx, s.db(exec), &dbsqlc.EventFindByIDsParams{
+		EventIds:       params.EventIds,
+		EventTypes:     params.EventTypes,
+		Data:           params.Data,
+		Headers:        params.Headers,
+		CorrelationIds: params.CorrelationIds,
+		CausationIds:   params.CausationIds,
+	})
+	if err != nil {
+		return nil, s.interpretError(fmt.Sprintf("append to %q", params.StreamID), err)
+	}
+	reused := func(stored *dbsqlc.Event, reason string) error {
+		return &core.EventIDReusedError{EventID: stored.EventID, StreamID: params.StreamID, StoredStreamID: stored.StreamID, Reason: reason}
+	}
+	committed := &core.CommittedEvents{StreamID: params.StreamID, Duplicate: true}
+	for i, row := range rows {
+		stored := &row.Event
+		switch {
+		case stored.StreamID != params.StreamID:
+			return nil, reused(stored, "it belongs to another stream")
+		case !row.SameContent:
+			return nil, reused(stored, "the stored event has different content")
+		case i > 0 && stored.StreamVersion != committed.ToVersion+1:
+			return nil, reused(stored, "the batch's events are not stored as one contiguous append")
+		}
+		if i == 0 {
+			committed.FromVersion = stored.StreamVersion
+		}
+		committed.ToVersion = stored.StreamVersion
+		recorded, err := recordedFromRow(stored)
+		if err != nil {
+			return nil, err
+		}
+		committed.Events = append(committed.Events, *recorded)
+	}
+	if len(rows) != len(params.EventIds) {
+		stored := &dbsqlc.Event{StreamID: params.StreamID}
+		if len(rows) > 0 {
+			stored = &rows[0].Event
+		}
+		return nil, reused(stored, fmt.Sprintf("only %d of the batch's %d event ids are stored", len(rows), len(params.EventIds)))
+	}
+	return committed, nil
+}

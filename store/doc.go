@@ -1,0 +1,27 @@
+// Package store is mire's PostgreSQL event store.
+//
+// An [EventStore] appends events to streams with optimistic concurrency
+// ([core.ExpectedVersion]), reads them back by stream, category or the whole
+// log ([core.StreamQuery]), and loads and saves aggregates ([Load], [Save]).
+// Every write has a ...Tx variant that runs inside the caller's pgx.Tx, so a
+// service can commit its own rows and its events atomically.
+//
+// # Global order
+//
+// Appends store events without a global position. A sequencer
+// ([EventStore.Sequence], run by readers of the log, by [Sequencer] in the
+// background, or by the projection runner) then numbers committed events in
+// one short, serialized transaction. Positions are therefore gapless and
+// become visible only as a committed prefix: a subscriber that reads
+// "global_position > checkpoint" never skips an event, whatever mix of slow,
+// rolled-back and concurrent appends happened, and an unrelated open
+// transaction never delays it. Per-stream and causal order hold because
+// events are numbered in insertion order, and an append to a stream can only
+// insert after the previous append to it committed.
+//
+// # Schema
+//
+// All objects live in one PostgreSQL schema, "mire" unless [Config].Schema
+// says otherwise; run [EventStore.Migrate] once per schema (it is idempotent
+// and safe to call from several processes at once).
+package store

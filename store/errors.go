@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mire-go/mire/core"
+)
+
+// interpretError turns a driver error into a *core.DatabaseError with its
+// DbErrorKind. It is the one place that knows pgx's error types, so callers
+// of mire never need to.
+func (s *EventStore) interpretError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var mireErr *core.DatabaseError
+	if errors.As(err, &mireErr) {
+		return err
+	}
+	kind := classify(err)
+	dbErr := &core.DatabaseError{Kind: kind, Op: op, Err: err}
+	if kind == core.DbSchemaNotMigrated {
+		dbErr.Hint = fmt.Sprintf("mire's tables are missing from schema %q: run (*store.EventStore).Migrate first", s.schema)
+	}
+	return dbErr
+}
+
+func classify(err error) core.DbErrorKind {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42P01", // undefined_table
+			"3F000", // invalid_schema_name
+			"42883": // undefined_function
+			return core.DbSchemaNotMigrated
+		case "55P03":
+			return core.DbLockNotAvailable
+		case "40001":
+			return core.DbSerializationFailure
+		case "40P01":
+			return core.DbDeadlock
+		case "23505":
+			return core.DbUniqueViolation
+		case "42501":
+			return core.DbPermissionDenied
+		case "57014": // query_canceled: statement_timeout or a cancel request
+			return core.DbTimeout
+		case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+			return core.DbConnection
+		}
+		if len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" { // connection_exception class
+			return core.DbConnection
+		}
+		return core.DbOther
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return core.DbTimeout
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		pgconn.SafeToRetry(err) {
+		return core.DbConnection
+	}
+	if conn, ok := err.(interface{ IsClosed() bool }); ok && conn.IsClosed() {
+		return core.DbConnection
+	}
+	return core.DbOther
+}

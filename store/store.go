@@ -1,0 +1,211 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/store/internal/dbsqlc"
+)
+
+const (
+	// SchemaDefault is the PostgreSQL schema a store uses unless configured.
+	SchemaDefault = "mire"
+
+	// MaxEventBytesDefault is the default limit on one event's encoded data
+	// plus headers.
+	MaxEventBytesDefault = 1 << 20
+
+	// ReadPageSizeDefault is how many events a read fetches per round trip.
+	ReadPageSizeDefault = 500
+
+	// SequenceBatchSizeDefault is how many events one sequencer transaction
+	// numbers at most.
+	SequenceBatchSizeDefault = 10_000
+
+	// maxSchemaLength leaves room for the notification channel name
+	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
+	maxSchemaLength = 48
+)
+
+var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// Config configures an [EventStore]. The zero value is usable.
+type Config struct {
+	// Schema is the PostgreSQL schema holding mire's tables: lowercase
+	// letters, digits and underscores, at most 48 bytes, not starting with a
+	// digit or "pg_". Stores with different schemas are fully independent
+	// (tenants, tests). Defaults to SchemaDefault ("mire").
+	Schema string
+
+	// Registry decodes stored events into Go types and holds upcasters.
+	// Appending and raw reads work without registrations; loading aggregates
+	// needs their event types registered. Defaults to an empty registry.
+	Registry *core.Registry
+
+	// MaxEventBytes limits the encoded size of one event's data plus
+	// headers; larger events are rejected with an invalid-input error before
+	// anything is written. Defaults to MaxEventBytesDefault (1 MiB).
+	MaxEventBytes int
+
+	// ReadPageSize is how many events reads and loads fetch per round trip.
+	// Defaults to ReadPageSizeDefault (500).
+	ReadPageSize int
+
+	// SequenceBatchSize is how many events one sequencer transaction numbers
+	// at most. Defaults to SequenceBatchSizeDefault (10,000).
+	SequenceBatchSize int
+
+	// NoSequenceOnRead stops category and whole-log reads from first
+	// assigning positions to newly committed events. Set it when the pool
+	// points at a read-only replica and a [Sequencer] or projection runner
+	// sequences against the primary. Defaults to false.
+	NoSequenceOnRead bool
+
+	// Logger receives the store's diagnostics. Defaults to discarding them.
+	Logger *slog.Logger
+}
+
+// EventStore appends and reads events in PostgreSQL. It is safe for
+// concurrent use; create one per pool and schema and share it.
+type EventStore struct {
+	pool     *pgxpool.Pool
+	queries  *dbsqlc.Queries
+	registry *core.Registry
+	schema   string
+	config   Config
+	logger   *slog.Logger
+	sql      *sqlRenderer
+}
+
+// New returns an EventStore on pool. config may be nil for the defaults.
+// New does not touch the database; call [EventStore.Migrate] to create or
+// update the schema.
+func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
+	if pool == nil {
+		return nil, &core.InvalidInputError{Field: "pool", Reason: "is nil"}
+	}
+	var c Config
+	if config != nil {
+		c = *config
+	}
+	c.Schema = cmp.Or(c.Schema, SchemaDefault)
+	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, MaxEventBytesDefault)
+	c.ReadPageSize = cmp.Or(c.ReadPageSize, ReadPageSizeDefault)
+	c.SequenceBatchSize = cmp.Or(c.SequenceBatchSize, SequenceBatchSizeDefault)
+	if c.Registry == nil {
+		c.Registry = core.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &EventStore{
+		pool:     pool,
+		queries:  dbsqlc.New(),
+		registry: c.Registry,
+		schema:   c.Schema,
+		config:   c,
+		logger:   c.Logger,
+		sql:      newSQLRenderer(c.Schema),
+	}, nil
+}
+
+func (c *Config) validate() error {
+	invalid := func(field, reason string, args ...any) error {
+		return &core.InvalidInputError{Field: "Config." + field, Reason: fmt.Sprintf(reason, args...)}
+	}
+	switch {
+	case len(c.Schema) > maxSchemaLength:
+		return invalid("Schema", "%q is longer than %d bytes", c.Schema, maxSchemaLength)
+	case !schemaPattern.MatchString(c.Schema):
+		return invalid("Schema", "%q must be lowercase letters, digits and underscores, not starting with a digit", c.Schema)
+	case strings.HasPrefix(c.Schema, "pg_"):
+		return invalid("Schema", "%q: the pg_ prefix is reserved by PostgreSQL", c.Schema)
+	case c.MaxEventBytes < 0:
+		return invalid("MaxEventBytes", "%d is negative", c.MaxEventBytes)
+	case c.ReadPageSize < 0:
+		return invalid("ReadPageSize", "%d is negative", c.ReadPageSize)
+	case c.SequenceBatchSize < 0:
+		return invalid("SequenceBatchSize", "%d is negative", c.SequenceBatchSize)
+	}
+	return nil
+}
+
+// Schema returns the PostgreSQL schema the store uses.
+func (s *EventStore) Schema() string { return s.schema }
+
+// Registry returns the store's event type registry.
+func (s *EventStore) Registry() *core.Registry { return s.registry }
+
+// Pool returns the pool the store was created with.
+func (s *EventStore) Pool() *pgxpool.Pool { return s.pool }
+
+// NotificationChannel is the channel the sequencer notifies, with the new
+// head position as payload, after it assigns positions. LISTEN on it to wake
+// up instead of polling; keep polling as a safety net.
+func (s *EventStore) NotificationChannel() string { return s.schema + ".events" }
+
+// db returns the executor the generated queries run on: exec (the pool or a
+// caller's transaction) with the schema filled into every statement.
+func (s *EventStore) db(exec dbsqlc.DBTX) dbsqlc.DBTX {
+	return schemaDB{exec: exec, sql: s.sql}
+}
+
+// sqlRenderer fills the schema into the generated queries. Queries name
+// tables as "/* TEMPLATE: schema */events"; qualifying every name keeps a
+// store independent of the connection's search_path, including inside a
+// caller's transaction.
+type sqlRenderer struct {
+	quoted   string
+	replacer *strings.Replacer
+	rendered sync.Map // query text → rendered text; the set of queries is fixed
+}
+
+func newSQLRenderer(schema string) *sqlRenderer {
+	quoted := pgx.Identifier{schema}.Sanitize()
+	return &sqlRenderer{quoted: quoted, replacer: strings.NewReplacer(
+		"/* TEMPLATE: schema */", quoted+".",
+		"/* TEMPLATE: schema_name */mire", quoted,
+	)}
+}
+
+func (r *sqlRenderer) quotedSchema() string { return r.quoted }
+
+func (r *sqlRenderer) render(query string) string {
+	if rendered, ok := r.rendered.Load(query); ok {
+		return rendered.(string)
+	}
+	rendered := r.replacer.Replace(query)
+	r.rendered.Store(query, rendered)
+	return rendered
+}
+
+type schemaDB struct {
+	exec dbsqlc.DBTX
+	sql  *sqlRenderer
+}
+
+func (d schemaDB) Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	return d.exec.Exec(ctx, d.sql.render(query), args...)
+}
+
+func (d schemaDB) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	return d.exec.Query(ctx, d.sql.render(query), args...)
+}
+
+func (d schemaDB) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	return d.exec.QueryRow(ctx, d.sql.render(query), args...)
+}
