@@ -46,6 +46,20 @@ func (e *Env) Close() {
 // Find returns a server, in the order described in the package doc. Its
 // error wraps ErrNoDatabase and includes Help when none is found.
 func Find(ctx context.Context) (*Env, error) {
+	return locate(ctx, true)
+}
+
+// Probe reports where [Find] would get a server without starting one:
+// "DATABASE_URL", "localhost:5432", or "dockertest" when Docker answers.
+func Probe(ctx context.Context) (string, error) {
+	env, err := locate(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	return env.Source, nil
+}
+
+func locate(ctx context.Context, startDocker bool) (*Env, error) {
 	for _, name := range []string{"DATABASE_URL", "TEST_DATABASE_URL"} {
 		if url := os.Getenv(name); url != "" {
 			if err := ping(ctx, url); err != nil {
@@ -58,11 +72,27 @@ func Find(ctx context.Context) (*Env, error) {
 	if localErr == nil {
 		return &Env{URL: LocalURL, Source: "localhost:5432"}, nil
 	}
-	env, dockerErr := startContainer(ctx)
+	var (
+		env       = &Env{Source: "dockertest"}
+		dockerErr error
+	)
+	if startDocker {
+		env, dockerErr = startContainer(ctx)
+	} else {
+		dockerErr = dockerAvailable()
+	}
 	if dockerErr == nil {
 		return env, nil
 	}
 	return nil, fmt.Errorf("%w (localhost:5432: %v; docker: %v)\n%s", ErrNoDatabase, localErr, dockerErr, Help)
+}
+
+func dockerAvailable() error {
+	pool, err := dockertest.NewPool("")
+	if err != nil {
+		return err
+	}
+	return pool.Client.Ping()
 }
 
 func ping(ctx context.Context, url string) error {
@@ -77,11 +107,11 @@ func ping(ctx context.Context, url string) error {
 }
 
 func startContainer(ctx context.Context) (*Env, error) {
-	pool, err := dockertest.NewPool("")
-	if err != nil {
+	if err := dockerAvailable(); err != nil {
 		return nil, err
 	}
-	if err := pool.Client.Ping(); err != nil {
+	pool, err := dockertest.NewPool("")
+	if err != nil {
 		return nil, err
 	}
 	resource, err := pool.RunWithOptions(&dockertest.RunOptions{
