@@ -118,3 +118,26 @@ type AggregateOf[S any] interface {
 	*S
 	Aggregate
 }
+
+// Snapshotter is an [Aggregate] whose state can be snapshotted, so that a
+// load starts from the latest snapshot and replays only later events. The
+// state is serialized as JSON: give it exported fields or JSON methods.
+type Snapshotter interface {
+	Aggregate
+
+	// SnapshotSchemaVersion is the version of the state's serialized shape.
+	// Bump it whenever that shape changes: a stored snapshot of another
+	// version is ignored and the aggregate is rebuilt from its events.
+	SnapshotSchemaVersion() int
+
+	// SnapshotFrequency is how many events apart snapshots are taken: a
+	// save that crosses a multiple of it writes one. It is called on a zero
+	// value; values below 1 mean every save.
+	SnapshotFrequency() int
+}
+
+// SnapshotterOf is [AggregateOf] for [Snapshotter]s.
+type SnapshotterOf[S any] interface {
+	*S
+	Snapshotter
+}

@@ -42,6 +42,10 @@ var (
 	// with different content or in another stream. See [EventIDReusedError].
 	ErrEventIDReused = errors.New("mire: event id reused")
 
+	// ErrScopeClosed means a transaction scope was used after it was
+	// committed or rolled back.
+	ErrScopeClosed = errors.New("mire: transaction scope already committed or rolled back")
+
 	// ErrDatabase matches every [DatabaseError].
 	ErrDatabase = errors.New("mire: database error")
 

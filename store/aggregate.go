@@ -12,40 +12,61 @@ import (
 	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
-// Load rebuilds the aggregate with ID id by replaying its stream. It returns
-// an error matching [core.ErrStreamNotFound] if the stream has no events, a
-// [*core.CorruptStreamError] if the stored events disagree with the stream's
-// recorded version (gaps, or fewer or more events than recorded), and a
-// [*core.DecodeError] for an event the registry cannot decode.
+// Load rebuilds the aggregate with ID id by replaying its stream, through
+// session: the store, or a [Scope] to load inside its transaction. It
+// returns an error matching [core.ErrStreamNotFound] if the stream has no
+// events, a [*core.CorruptStreamError] if the stored events disagree with
+// the stream's recorded version (gaps, or fewer or more events than
+// recorded), and a [*core.DecodeError] for an event the registry cannot
+// decode.
 //
 //	root, err := store.Load[Account](ctx, es, "42")
-func Load[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, id string) (*core.Root[A], error) {
-	return load[S, A](ctx, s, s.pool, id)
-}
-
-// LoadTx is [Load] inside the caller's transaction.
-func LoadTx[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, tx pgx.Tx, id string) (*core.Root[A], error) {
-	return load[S, A](ctx, s, tx, id)
+func Load[S any, A core.AggregateOf[S]](ctx context.Context, session Session, id string) (*core.Root[A], error) {
+	s, exec, err := session.session()
+	if err != nil {
+		return nil, err
+	}
+	root := core.NewRoot[A](id, A(new(S)))
+	if err := validateAggregate(root); err != nil {
+		return nil, err
+	}
+	if err := s.replay(ctx, exec, root, 0); err != nil {
+		return nil, err
+	}
+	return root, nil
 }
 
 // LoadOrNew is [Load], except that an aggregate without events is returned
 // new (version 0, zero state) instead of as an error.
-func LoadOrNew[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, id string) (*core.Root[A], error) {
-	root, err := load[S, A](ctx, s, s.pool, id)
+func LoadOrNew[S any, A core.AggregateOf[S]](ctx context.Context, session Session, id string) (*core.Root[A], error) {
+	root, err := Load[S, A](ctx, session, id)
 	if errors.Is(err, core.ErrStreamNotFound) {
 		return core.NewRoot[A](id, A(new(S))), nil
 	}
 	return root, err
 }
 
-func load[S any, A core.AggregateOf[S]](ctx context.Context, s *EventStore, exec dbsqlc.DBTX, id string) (*core.Root[A], error) {
+// LoadForUpdate is [Load] inside a scope that first locks the aggregate's
+// stream, so that other writers of it wait until the scope ends (or fail
+// with [core.DbLockNotAvailable] once the scope's lock timeout passes, see
+// [Scope.SetLockTimeout]). A stream without events takes no lock and
+// returns [core.ErrStreamNotFound].
+func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Scope, id string) (*core.Root[A], error) {
+	s, tx, err := scope.session()
+	if err != nil {
+		return nil, err
+	}
 	root := core.NewRoot[A](id, A(new(S)))
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	if err := s.replay(ctx, exec, root.StreamID(), 0, func(version int64, data core.EventData) error {
-		return root.Replay(version, data)
-	}); err != nil {
+	if _, err := s.queries.StreamVersionForUpdate(ctx, s.db(tx), root.StreamID()); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %q", core.ErrStreamNotFound, root.StreamID())
+		}
+		return nil, s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
+	}
+	if err := s.replay(ctx, tx, root, 0); err != nil {
 		return nil, err
 	}
 	return root, nil
@@ -61,11 +82,12 @@ func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
 	return core.ValidateStreamID(root.StreamID())
 }
 
-// replay decodes a stream's events after version after, in order, and passes
-// them to apply. It reads a page at a time, bounded by the version the
-// stream's row records when the first page is read, and refuses a stream
-// whose events disagree with that version.
-func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, streamID string, after int64, apply func(int64, core.EventData) error) error {
+// replay folds root's stream events after version after into root, in
+// order. It reads a page at a time, bounded by the version the stream's row
+// records when the first page is read, and refuses a stream whose events
+// disagree with that version.
+func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer, after int64) error {
+	streamID := root.StreamID()
 	db := s.db(exec)
 	head := int64(math.MaxInt64)
 	next := after + 1
@@ -94,7 +116,7 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 			if err != nil {
 				return err
 			}
-			if err := apply(row.Event.StreamVersion, data); err != nil {
+			if err := root.Replay(row.Event.StreamVersion, data); err != nil {
 				return err
 			}
 			next++
@@ -107,6 +129,13 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 				Reason: fmt.Sprintf("events end at version %d", next-1)}
 		}
 	}
+}
+
+// replayer is what replay needs of a *core.Root, whatever its type
+// parameter.
+type replayer interface {
+	StreamID() string
+	Replay(version int64, data core.EventData) error
 }
 
 // emptyLoad explains a load that found no events after version after.
@@ -131,20 +160,14 @@ func (s *EventStore) emptyLoad(ctx context.Context, db dbsqlc.DBTX, streamID str
 // concurrent save of the same aggregate makes it fail with a
 // [*core.VersionConflictError]: reload and retry the command. With nothing
 // recorded, Save writes nothing and returns nil.
-func Save[A core.Aggregate](ctx context.Context, s *EventStore, root *core.Root[A]) (*core.CommittedEvents, error) {
-	return save(ctx, s, s.pool, root)
-}
-
-// SaveTx is [Save] inside the caller's transaction. root is marked saved
-// when the append succeeds; if tx then rolls back, discard root and reload.
-func SaveTx[A core.Aggregate](ctx context.Context, s *EventStore, tx pgx.Tx, root *core.Root[A]) (*core.CommittedEvents, error) {
-	if tx == nil {
-		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
+//
+// Through a [Scope], root is marked saved when the append succeeds; if the
+// scope then rolls back, discard root and reload.
+func Save[A core.Aggregate](ctx context.Context, session Session, root *core.Root[A]) (*core.CommittedEvents, error) {
+	s, exec, err := session.session()
+	if err != nil {
+		return nil, err
 	}
-	return save(ctx, s, tx, root)
-}
-
-func save[A core.Aggregate](ctx context.Context, s *EventStore, exec dbsqlc.DBTX, root *core.Root[A]) (*core.CommittedEvents, error) {
 	if root == nil {
 		return nil, &core.InvalidInputError{Field: "aggregate root", Reason: "is nil"}
 	}

@@ -25,6 +25,14 @@ type Event struct {
 	RecordedAt     time.Time
 }
 
+type Snapshot struct {
+	StreamID      string
+	StreamVersion int64
+	SchemaVersion int32
+	State         []byte
+	TakenAt       time.Time
+}
+
 type Stream struct {
 	StreamID  string
 	Version   int64
