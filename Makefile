@@ -1,7 +1,7 @@
 # mire — run `make help` for the targets.
 
 SQLC_VERSION := v1.31.1
-MODULES      := core schema store integration examples bench
+MODULES      := core schema store cmd integration examples bench
 BIN          := $(CURDIR)/bin
 SQLC         := $(BIN)/sqlc-$(SQLC_VERSION)
 GO_TEST      ?= go test
