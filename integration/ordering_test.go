@@ -34,6 +34,9 @@ import (
 //  4. no stalls from strangers: the subscriber catches up with every commit
 //     while the stranger's transaction is still open;
 //  5. nothing rolled back or killed is ever delivered.
+//
+// A sixth of the appends use a transaction scope that appends to one stream
+// and then to another that concurrent writers also append to.
 func TestOrderingTorture(t *testing.T) {
 	t.Parallel()
 	const (
@@ -116,7 +119,7 @@ func TestOrderingTorture(t *testing.T) {
 	delivered := sub.deliveredEvents()
 	stats := rec.stats()
 	t.Logf("appends: %+v; delivered %d events, max delivery latency %v", stats, len(delivered), sub.maxLatency(rec))
-	if stats.committed < 100 || stats.conflicts == 0 || stats.rolledBack == 0 || stats.killed == 0 || stats.slow == 0 || stats.sideWrites == 0 {
+	if stats.committed < 100 || stats.conflicts == 0 || stats.rolledBack == 0 || stats.killed == 0 || stats.slow == 0 || stats.sideWrites == 0 || stats.scopes == 0 {
 		t.Fatalf("the run did not exercise every kind of append: %+v", stats)
 	}
 
@@ -177,8 +180,12 @@ func tortureStep(ctx context.Context, rng *rand.Rand, pool *pgxpool.Pool, es *st
 		ids[i] = uuid.New()
 		events[i] = core.Event{Data: Deposited{Amount: int64(i)}, Metadata: core.EventMetadata{EventID: ids[i]}}
 	}
-	kind := rng.IntN(10)
+	kind := rng.IntN(12)
 	began := time.Now()
+
+	if kind >= 10 { // a transaction scope writing two streams
+		return tortureScope(ctx, rng, es, streamID, version, events, streams, rec)
+	}
 
 	if kind < 4 { // a plain append in its own transaction
 		_, err := es.Append(ctx, streamID, core.Exact(version), events...)
@@ -225,6 +232,41 @@ func tortureStep(ctx context.Context, rng *rand.Rand, pool *pgxpool.Pool, es *st
 	return rec.settle(began, ids, tx.Commit(ctx), note)
 }
 
+// tortureScope appends to one stream, then, in the same scope, to another
+// that concurrent writers are appending to as well.
+func tortureScope(ctx context.Context, rng *rand.Rand, es *store.EventStore, streamID string, version int64, events []core.Event, streams int, rec *appendLog) error {
+	began := time.Now()
+	scope, err := es.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer scope.Rollback(ctx) //nolint:errcheck // after commit this is a no-op
+	ids := eventIDs(events)
+	if _, err := scope.Append(ctx, streamID, core.Exact(version), events...); err != nil {
+		return rec.settle(began, ids, err, "")
+	}
+	time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+	other := fmt.Sprintf("torture-%d", rng.IntN(streams))
+	otherVersion, err := es.StreamVersion(ctx, other)
+	if err != nil {
+		return err
+	}
+	more := []core.Event{{Data: Deposited{Amount: 7}, Metadata: core.EventMetadata{EventID: uuid.New()}}}
+	ids = append(ids, eventIDs(more)...)
+	if _, err := scope.Append(ctx, other, core.Exact(otherVersion), more...); err != nil {
+		return rec.settle(began, ids, err, "scope")
+	}
+	return rec.settle(began, ids, scope.Commit(ctx), "scope")
+}
+
+func eventIDs(events []core.Event) []uuid.UUID {
+	ids := make([]uuid.UUID, len(events))
+	for i, e := range events {
+		ids[i] = e.Metadata.EventID
+	}
+	return ids
+}
+
 // appendLog records what the writers did.
 type appendLog struct {
 	mu      sync.Mutex
@@ -239,7 +281,7 @@ type committedAppend struct {
 }
 
 type tortureStats struct {
-	committed, conflicts, rolledBack, killed, slow, sideWrites int
+	committed, conflicts, rolledBack, killed, slow, sideWrites, scopes int
 }
 
 func (l *appendLog) settle(began time.Time, ids []uuid.UUID, err error, note string) error {
@@ -260,6 +302,8 @@ func (l *appendLog) settle(began time.Time, ids []uuid.UUID, err error, note str
 		l.counts.slow++
 	case "side":
 		l.counts.sideWrites++
+	case "scope":
+		l.counts.scopes++
 	}
 	l.appends = append(l.appends, committedAppend{began: began, committed: committedAt, ids: ids})
 	return nil
