@@ -1,0 +1,124 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mire-go/mire/core"
+)
+
+func TestSQLRendererQualifiesEveryName(t *testing.T) {
+	t.Parallel()
+	r := newSQLRenderer("tenant_1")
+	tests := map[string]string{
+		"SELECT * FROM /* TEMPLATE: schema */events e JOIN /* TEMPLATE: schema */streams s USING (stream_id)": `SELECT * FROM "tenant_1".events e JOIN "tenant_1".streams s USING (stream_id)`,
+		"CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire":                                         `CREATE SCHEMA IF NOT EXISTS "tenant_1"`,
+		"SELECT 1": "SELECT 1",
+	}
+	for query, want := range tests {
+		for range 2 { // the second time from the cache
+			if got := r.render(query); got != want {
+				t.Errorf("render(%q) = %q, want %q", query, got, want)
+			}
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	pgErr := func(code string) error { return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code}) }
+	tests := []struct {
+		err  error
+		want core.DbErrorKind
+	}{
+		{pgErr("42P01"), core.DbSchemaNotMigrated},
+		{pgErr("3F000"), core.DbSchemaNotMigrated},
+		{pgErr("42883"), core.DbSchemaNotMigrated},
+		{pgErr("55P03"), core.DbLockNotAvailable},
+		{pgErr("40001"), core.DbSerializationFailure},
+		{pgErr("40P01"), core.DbDeadlock},
+		{pgErr("23505"), core.DbUniqueViolation},
+		{pgErr("42501"), core.DbPermissionDenied},
+		{pgErr("57014"), core.DbTimeout},
+		{pgErr("57P01"), core.DbConnection},
+		{pgErr("08006"), core.DbConnection},
+		{pgErr("22P02"), core.DbOther},
+		{context.Canceled, core.DbTimeout},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), core.DbTimeout},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, core.DbConnection},
+		{io.ErrUnexpectedEOF, core.DbConnection},
+		{errors.New("something else"), core.DbOther},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err); got != tt.want {
+			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestInterpretErrorKeepsCause(t *testing.T) {
+	t.Parallel()
+	s := &EventStore{schema: "tenant"}
+	err := s.interpretError("append", fmt.Errorf("x: %w", context.Canceled))
+	var dbErr *core.DatabaseError
+	if !errors.As(err, &dbErr) || dbErr.Kind != core.DbTimeout || !errors.Is(err, context.Canceled) || !errors.Is(err, core.ErrDatabase) {
+		t.Fatalf("interpretError = %#v", err)
+	}
+	missing := s.interpretError("read", &pgconn.PgError{Code: "42P01"})
+	if !errors.Is(missing, core.ErrSchemaNotMigrated) {
+		t.Fatalf("undefined table is not ErrSchemaNotMigrated: %v", missing)
+	}
+	if s.interpretError("x", nil) != nil {
+		t.Fatal("interpretError(nil) != nil")
+	}
+}
+
+func TestContainsEscapedNUL(t *testing.T) {
+	t.Parallel()
+	tests := map[string]bool{
+		`{"a":"x\u0000y"}`:   true,
+		`{"a":"\u0000"}`:     true,
+		`{"a":"x\\u0000y"}`:  false, // an escaped backslash, then literal text
+		`{"a":"x\\\u0000y"}`: true,
+		`{"a":"\u00001"}`:    true,
+		`{"a":"\u0001"}`:     false,
+		`{}`:                 false,
+		``:                   false,
+	}
+	for doc, want := range tests {
+		if got := containsEscapedNUL([]byte(doc)); got != want {
+			t.Errorf("containsEscapedNUL(%s) = %v, want %v", doc, got, want)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	bad := []Config{
+		{Schema: "Upper"},
+		{Schema: "1abc"},
+		{Schema: "pg_catalog"},
+		{Schema: "has-dash"},
+		{Schema: "a23456789012345678901234567890123456789012345678x"},
+		{MaxEventBytes: -1},
+		{ReadPageSize: -1},
+		{SequenceBatchSize: -1},
+	}
+	for _, c := range bad {
+		c.Schema = cmp.Or(c.Schema, SchemaDefault)
+		if err := c.validate(); !errors.Is(err, core.ErrInvalidInput) {
+			t.Errorf("validate(%+v) = %v, want ErrInvalidInput", c, err)
+		}
+	}
+	good := Config{Schema: "tenant_42"}
+	if err := good.validate(); err != nil {
+		t.Errorf("validate(%+v) = %v", good, err)
+	}
+}
