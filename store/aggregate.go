@@ -89,19 +89,32 @@ func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
 func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer, after int64) error {
 	streamID := root.StreamID()
 	db := s.db(exec)
-	head := int64(math.MaxInt64)
+	const unknown = -1
+	head := int64(unknown)
 	next := after + 1
 	for {
+		toVersion := head
+		if head == unknown {
+			toVersion = math.MaxInt64
+		}
 		page, err := s.queries.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
-			StreamID: streamID, FromVersion: next, ToVersion: head, MaxEvents: int32(s.config.ReadPageSize)})
+			StreamID: streamID, FromVersion: next, ToVersion: toVersion, MaxEvents: int32(s.config.ReadPageSize)})
 		if err != nil {
 			return s.interpretError(fmt.Sprintf("load %q", streamID), err)
 		}
-		if head == math.MaxInt64 {
-			if len(page) == 0 {
-				return s.emptyLoad(ctx, db, streamID, after)
+		if head == unknown {
+			if len(page) > 0 {
+				head = page[0].StreamHead
+			} else {
+				// No events after `after`: the stream may not exist, may end
+				// there, or may have been appended to since the page was
+				// read. Its row and its events commit together, so once the
+				// row's version is known a bounded re-read tells them apart.
+				if head, err = s.emptyHead(ctx, db, streamID, after); err != nil || head == after {
+					return err
+				}
+				continue
 			}
-			head = page[0].StreamHead
 		}
 		for _, row := range page {
 			if row.Event.StreamVersion != next || row.Event.StreamVersion > head {
@@ -138,21 +151,22 @@ type replayer interface {
 	Replay(version int64, data core.EventData) error
 }
 
-// emptyLoad explains a load that found no events after version after.
-func (s *EventStore) emptyLoad(ctx context.Context, db dbsqlc.DBTX, streamID string, after int64) error {
+// emptyHead returns the version a stream's row records, after a read found
+// no events after version after: ErrStreamNotFound for a stream without
+// events, and a CorruptStreamError when the row is behind after (a snapshot
+// ahead of its stream).
+func (s *EventStore) emptyHead(ctx context.Context, db dbsqlc.DBTX, streamID string, after int64) (int64, error) {
 	version, err := s.queries.StreamVersion(ctx, db, streamID)
-	if err != nil {
-		return s.interpretError(fmt.Sprintf("load %q", streamID), err)
-	}
 	switch {
+	case err != nil:
+		return 0, s.interpretError(fmt.Sprintf("load %q", streamID), err)
 	case version == 0 && after == 0:
-		return fmt.Errorf("%w: %q", core.ErrStreamNotFound, streamID)
-	case version == after:
-		return nil // nothing after a snapshot taken at the head
-	default:
-		return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: version,
-			Reason: fmt.Sprintf("no events stored after version %d", after)}
+		return 0, fmt.Errorf("%w: %q", core.ErrStreamNotFound, streamID)
+	case version < after:
+		return 0, &core.CorruptStreamError{StreamID: streamID, RecordedVersion: version,
+			Reason: fmt.Sprintf("loading after version %d, beyond the stream's end", after)}
 	}
+	return version, nil
 }
 
 // Save appends the events recorded on root since it was loaded, expecting
