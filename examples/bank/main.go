@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,27 +19,7 @@ import (
 	"github.com/mire-go/mire/store"
 )
 
-func main() {
-	ctx := context.Background()
-	env, err := pgenv.Find(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer env.Close()
-	fmt.Fprintf(os.Stderr, "using PostgreSQL from %s\n", env.Source)
-
-	pool, err := pgxpool.New(ctx, env.URL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer pool.Close()
-	if err := Run(ctx, os.Stdout, pool, "mire_examples"); err != nil {
-		fmt.Fprintln(os.Stderr, "bank:", err)
-		os.Exit(1)
-	}
-}
+func main() { pgenv.RunMain("bank", Run) }
 
 // The domain: events are plain structs with a stable EventType.
 
