@@ -29,6 +29,7 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/mire-go/mire/cmd v0.0.0 // indirect
 	github.com/mire-go/mire/schema v0.0.0 // indirect
 	github.com/moby/docker-image-spec v1.3.1 // indirect
 	github.com/moby/sys/user v0.3.0 // indirect
@@ -56,3 +57,7 @@ replace (
 	github.com/mire-go/mire/schema => ../schema
 	github.com/mire-go/mire/store => ../store
 )
+
+replace github.com/mire-go/mire/cmd => ../cmd
+
+tool github.com/mire-go/mire/cmd/mire-eventgen

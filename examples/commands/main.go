@@ -26,36 +26,41 @@ import (
 func main() { pgenv.RunMain("commands", Run) }
 
 // Events: facts, named in the past tense. Their EventType is wire format.
+// mire-eventgen writes the EventType methods and RegisterAccountEvents into
+// mire_events_gen.go (run go generate after adding an event): AccountOpened
+// becomes "account.account-opened" unless pinned with name=.
+//
+//go:generate go tool mire-eventgen -prefix account
 
 // AccountOpened starts an account's stream.
+//
+//mire:event name=account.opened
 type AccountOpened struct {
 	Owner string `json:"owner"`
 }
 
-// EventType implements core.EventData.
-func (AccountOpened) EventType() string { return "account.opened" }
 
 // MoneyDeposited adds to the balance.
+//
+//mire:event
 type MoneyDeposited struct {
 	Amount int64 `json:"amount"`
 }
 
-// EventType implements core.EventData.
-func (MoneyDeposited) EventType() string { return "account.money-deposited" }
 
 // MoneyWithdrawn takes from the balance.
+//
+//mire:event
 type MoneyWithdrawn struct {
 	Amount int64 `json:"amount"`
 }
 
-// EventType implements core.EventData.
-func (MoneyWithdrawn) EventType() string { return "account.money-withdrawn" }
 
 // AccountClosed ends the account's life: it accepts no more money.
+//
+//mire:event name=account.closed
 type AccountClosed struct{}
 
-// EventType implements core.EventData.
-func (AccountClosed) EventType() string { return "account.closed" }
 
 // Account is the aggregate's state.
 type Account struct {
@@ -229,10 +234,9 @@ func Handle(ctx context.Context, es *store.EventStore, cmd Command) error {
 // Run is the demo. It prints what happens to out.
 func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) error {
 	registry := core.NewRegistry()
-	core.Register[AccountOpened](registry)
-	core.Register[MoneyDeposited](registry)
-	core.Register[MoneyWithdrawn](registry)
-	core.Register[AccountClosed](registry)
+	if err := RegisterAccountEvents(registry); err != nil {
+		return err
+	}
 
 	es, err := store.New(pool, &store.Config{Schema: schema, Registry: registry})
 	if err != nil {
