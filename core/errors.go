@@ -174,10 +174,12 @@ type DbErrorKind uint8
 const (
 	// DbOther is any failure not classified below.
 	DbOther DbErrorKind = iota
-	// DbConnection: the connection could not be made or was lost.
+	// DbConnection: the connection could not be made or was lost. A write
+	// that fails so has an unknown outcome: it may have committed.
 	DbConnection
 	// DbTimeout: a deadline, statement timeout or cancellation ended the
-	// operation.
+	// wait for the operation. A write that fails so has an unknown outcome:
+	// the server may still commit it. Retry appends with the same event IDs.
 	DbTimeout
 	// DbLockNotAvailable: a lock could not be taken within lock_timeout or
 	// NOWAIT.

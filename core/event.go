@@ -105,12 +105,13 @@ type CommittedEvents struct {
 	// stream's version after the append.
 	ToVersion int64
 
-	// Events are the appended events. Their GlobalPosition is 0: positions
-	// are assigned after commit.
+	// Events are the appended events. Their GlobalPosition is 0, since
+	// positions are assigned after commit, unless Duplicate is set.
 	Events []RecordedEvent
 
 	// Duplicate is true when the append was recognised as a retry of an
 	// earlier, committed append with the same event IDs: nothing new was
-	// stored and Events describes the original.
+	// stored and Events are the original events as stored (data in
+	// PostgreSQL's JSON formatting, positions if already assigned).
 	Duplicate bool
 }

@@ -65,11 +65,16 @@ func validateText(field, s string, maxLen int) error {
 	return nil
 }
 
-// truncateForError keeps error messages readable when the bad value is huge.
+// truncateForError keeps error messages readable when the bad value is huge,
+// cutting at a character boundary so valid UTF-8 stays valid.
 func truncateForError(s string) string {
 	const keep = 64
 	if len(s) <= keep {
 		return s
 	}
-	return s[:keep] + "…"
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

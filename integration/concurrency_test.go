@@ -138,34 +138,3 @@ func TestConcurrentSaveRetries(t *testing.T) {
 	}
 }
 
-// A load racing a stream's first append sees either no stream or the
-// appended events, never a corrupt stream.
-func TestLoadDuringFirstAppendIsNeverCorrupt(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	es := pgenv.NewStore(t, pgenv.NewPool(t, 4), &store.Config{Registry: bankRegistry()})
-	for i := range 200 {
-		id := fmt.Sprint(i)
-		done := make(chan error, 1)
-		go func() {
-			_, err := es.Append(ctx, "account-"+id, core.NoStream, core.NewEvent(Opened{Owner: id}))
-			done <- err
-		}()
-		for {
-			root, err := store.Load[Account](ctx, es, id)
-			if errors.Is(err, core.ErrStreamNotFound) {
-				continue
-			}
-			if err != nil {
-				t.Fatalf("round %d: load racing the first append: %v", i, err)
-			}
-			if root.Version() != 1 || root.State().Owner != id {
-				t.Fatalf("round %d: loaded version %d owner %q", i, root.Version(), root.State().Owner)
-			}
-			break
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
-}

@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/store/internal/dbsqlc"
@@ -16,18 +19,25 @@ import (
 // its own transaction.
 //
 // A version conflict returns a [*core.VersionConflictError] (matching
-// [core.ErrConcurrency]) and writes nothing. Appending again with the same
-// event IDs after an unknown outcome returns the original result with
-// Duplicate set; an event ID stored with other content is a
-// [*core.EventIDReusedError]. Invalid input is rejected before anything is
-// sent.
+// [core.ErrConcurrency]) and writes nothing. Invalid input is rejected before
+// anything is sent.
+//
+// A connection error or a context that ends while an append runs leaves its
+// outcome unknown: the server may still commit it. Set Metadata.EventID on
+// every event and append again with the same IDs: a retry of a committed
+// append returns the original result with Duplicate set and stores nothing
+// twice, and an event ID stored with other content is a
+// [*core.EventIDReusedError].
 func (s *EventStore) Append(ctx context.Context, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
 	return s.append(ctx, s.pool, streamID, expected, events)
 }
 
 // AppendTx is [EventStore.Append] inside the caller's transaction: the
 // events commit or roll back with it. A version conflict does not abort tx.
-// The stream stays locked against other writers until tx ends.
+// The stream stays locked against other writers until tx ends. A retry whose
+// original append is still in flight in another transaction can fail with
+// [core.DbUniqueViolation] once the original commits, aborting tx; retry it
+// in a new transaction to get the original result.
 func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
 	if tx == nil {
 		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
@@ -42,6 +52,15 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 	}
 	row, err := s.queries.EventAppend(ctx, s.db(exec), params)
 	if err != nil {
+		// A retry that ran while the original append was still uncommitted
+		// passes the event-id check, waits for the stream lock and then hits
+		// the event-id index once the original commits. On the pool the
+		// failed statement is gone, so a fresh look tells a retry from a
+		// reused id; in a caller's transaction, which is now aborted, the
+		// unique violation is returned as is.
+		if _, onPool := exec.(*pgxpool.Pool); onPool && isEventIDConflict(err) {
+			return s.resolveRetry(ctx, exec, params)
+		}
 		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
 	}
 	if row.Appended == 0 {
@@ -180,6 +199,12 @@ func containsEscapedNUL(doc []byte) bool {
 		i++ // skip the escaped character
 	}
 	return false
+}
+
+// isEventIDConflict reports a violation of the events' event-id index.
+func isEventIDConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key"
 }
 
 // resolveRetry decides what a refused append whose event IDs are already

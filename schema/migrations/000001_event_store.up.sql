@@ -19,7 +19,10 @@ CREATE TABLE events (
     global_position bigint,
     stream_id text NOT NULL,
     stream_version bigint NOT NULL CHECK (stream_version >= 1),
-    category text GENERATED ALWAYS AS (split_part(stream_id, '-', 1)) STORED,
+    -- "account-42" is in category "account"; an ID without "-" in none.
+    category text GENERATED ALWAYS AS (
+        CASE WHEN strpos(stream_id, '-') > 0 THEN split_part(stream_id, '-', 1) END
+    ) STORED,
     event_id uuid NOT NULL,
     event_type text NOT NULL,
     data jsonb NOT NULL,
