@@ -137,4 +137,3 @@ func TestConcurrentSaveRetries(t *testing.T) {
 		t.Fatalf("balance %d at version %d, want %d at %d", got, root.Version(), want, want)
 	}
 }
-

@@ -39,14 +39,12 @@ type AccountOpened struct {
 	Owner string `json:"owner"`
 }
 
-
 // MoneyDeposited adds to the balance.
 //
 //mire:event
 type MoneyDeposited struct {
 	Amount int64 `json:"amount"`
 }
-
 
 // MoneyWithdrawn takes from the balance.
 //
@@ -55,12 +53,10 @@ type MoneyWithdrawn struct {
 	Amount int64 `json:"amount"`
 }
 
-
 // AccountClosed ends the account's life: it accepts no more money.
 //
 //mire:event name=account.closed
 type AccountClosed struct{}
-
 
 // Account is the aggregate's state.
 type Account struct {
