@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -50,7 +51,7 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 	if err != nil {
 		return nil, err
 	}
-	row, err := s.queries.EventAppend(ctx, s.db(exec), params)
+	rows, err := s.queries.EventAppend(ctx, s.db(exec), params)
 	if err != nil {
 		// A retry that ran while the original append was still uncommitted
 		// passes the event-id check, waits for the stream lock and then hits
@@ -63,24 +64,39 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 		}
 		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
 	}
-	if row.Appended == 0 {
-		if row.DuplicateIds {
-			return s.resolveRetry(ctx, exec, params)
-		}
-		return nil, &core.VersionConflictError{StreamID: streamID, Expected: expected, Actual: row.CurrentVersion}
+	if len(rows) == 0 {
+		return s.appendRefused(ctx, exec, expected, params)
 	}
-	if row.Appended != int64(len(recorded)) {
-		// The function inserts all or nothing; anything else is a bug worth
+	if len(rows) != len(recorded) {
+		// The statement inserts all or nothing; anything else is a bug worth
 		// failing loudly on rather than reporting a partial success.
-		return nil, fmt.Errorf("mire: append to %q stored %d of %d events", streamID, row.Appended, len(recorded))
+		return nil, fmt.Errorf("mire: append to %q stored %d of %d events", streamID, len(rows), len(recorded))
 	}
-	from := row.ToVersion - int64(len(recorded)) + 1
-	recordedAt := row.CommittedAt.UTC()
+	from := rows[0].StreamVersion
+	for _, row := range rows {
+		from = min(from, row.StreamVersion)
+	}
+	recordedAt := rows[0].RecordedAt.UTC()
 	for i := range recorded {
 		recorded[i].StreamVersion = from + int64(i)
 		recorded[i].RecordedAt = recordedAt
 	}
-	return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: row.ToVersion, Events: recorded}, nil
+	to := from + int64(len(recorded)) - 1
+	return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}, nil
+}
+
+// appendRefused explains an append that wrote nothing: a retry of a
+// committed append, or a version conflict.
+func (s *EventStore) appendRefused(ctx context.Context, exec dbsqlc.DBTX, expected core.ExpectedVersion, params *dbsqlc.EventAppendParams) (*core.CommittedEvents, error) {
+	refused, err := s.queries.EventAppendRefused(ctx, s.db(exec), &dbsqlc.EventAppendRefusedParams{
+		StreamID: params.StreamID, EventIds: params.EventIds})
+	if err != nil {
+		return nil, s.interpretError(fmt.Sprintf("append to %q", params.StreamID), err)
+	}
+	if refused.DuplicateIds {
+		return s.resolveRetry(ctx, exec, params)
+	}
+	return nil, &core.VersionConflictError{StreamID: params.StreamID, Expected: expected, Actual: refused.CurrentVersion}
 }
 
 // prepareAppend validates and encodes an append. It returns the query
@@ -98,6 +114,8 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 	exactVersion, _ := expected.ExactVersion()
 	params := &dbsqlc.EventAppendParams{
 		StreamID:        streamID,
+		Category:        categoryOf(streamID),
+		EventCount:      int64(len(events)),
 		ExpectedKind:    expected.Kind(),
 		ExpectedVersion: exactVersion,
 		EventIds:        make([]uuid.UUID, len(events)),
@@ -154,6 +172,16 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 		recorded[i] = core.RecordedEvent{StreamID: streamID, EventType: eventType, Data: data, Metadata: metadata}
 	}
 	return params, recorded, nil
+}
+
+// categoryOf returns the category of a stream ID, the part before the first
+// separator, or nil for an ID without one.
+func categoryOf(streamID string) *string {
+	category, _, found := strings.Cut(streamID, core.CategorySeparator)
+	if !found {
+		return nil
+	}
+	return &category
 }
 
 func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) {

@@ -1,22 +1,54 @@
--- name: EventAppend :one
--- Appends a batch of events to one stream; see append_events in
--- schema/migrations for the concurrency rules.
-SELECT result.appended::bigint AS appended,
-       result.to_version::bigint AS to_version,
-       result.committed_at::timestamptz AS committed_at,
-       result.current_version::bigint AS current_version,
-       result.duplicate_ids::boolean AS duplicate_ids
-FROM /* TEMPLATE: schema */append_events(
-    @stream_id::text,
-    @expected_kind::text,
-    @expected_version::bigint,
-    @event_ids::uuid[],
-    @event_types::text[],
-    @data::jsonb[],
-    @headers::jsonb[],
-    @correlation_ids::uuid[],
-    @causation_ids::uuid[]
-) AS result;
+-- name: EventAppend :many
+-- Appends a batch of events to one stream in one statement. The stream row
+-- is the concurrency gate: the upsert creates it, or checks the expected
+-- version against it and bumps it, and its row lock makes writers of one
+-- stream queue up, each seeing the previous commit. When the expectation
+-- fails nothing is written and no row returns: a lost race is a result, not
+-- an exception, so a caller's transaction stays usable.
+--
+-- Exact and NoStream expectations also catch a retried append (the stream
+-- has moved on); for Any and StreamExists the event ids are checked first.
+WITH head AS (
+    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
+    SELECT @stream_id::text, @event_count::bigint
+    WHERE (@expected_kind::text IN ('any', 'no_stream')
+           OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                      WHERE existing.stream_id = @stream_id::text))
+      AND (@expected_kind::text IN ('exact', 'no_stream')
+           OR NOT EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS stored
+                          WHERE stored.event_id = ANY(@event_ids::uuid[])))
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = stream.version + excluded.version,
+        updated_at = now()
+    WHERE @expected_kind::text IN ('any', 'stream_exists')
+       OR (@expected_kind::text = 'exact' AND stream.version = @expected_version::bigint)
+    RETURNING stream.version - @event_count::bigint AS base_version
+)
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT @stream_id::text,
+       h.base_version + batch.n,
+       sqlc.narg(category)::text,
+       batch.event_id,
+       (@event_types::text[])[batch.n],
+       (@data::jsonb[])[batch.n],
+       (@headers::jsonb[])[batch.n],
+       nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+FROM head AS h
+CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+RETURNING stream_version, recorded_at;
+
+-- name: EventAppendRefused :one
+-- Why an append wrote nothing: the stream's version now (a new statement,
+-- so a new snapshot: the version that won) and whether any of the event ids
+-- is stored (a retried append).
+SELECT coalesce((
+           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = @stream_id::text
+       ), 0)::bigint AS current_version,
+       EXISTS (
+           SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY(@event_ids::uuid[])
+       )::boolean AS duplicate_ids;
 
 -- name: EventFindByIDs :many
 -- The stored events among a batch of event ids, with whether each matches

@@ -12,67 +12,125 @@ import (
 	"github.com/google/uuid"
 )
 
-const eventAppend = `-- name: EventAppend :one
-SELECT result.appended::bigint AS appended,
-       result.to_version::bigint AS to_version,
-       result.committed_at::timestamptz AS committed_at,
-       result.current_version::bigint AS current_version,
-       result.duplicate_ids::boolean AS duplicate_ids
-FROM /* TEMPLATE: schema */append_events(
-    $1::text,
-    $2::text,
-    $3::bigint,
-    $4::uuid[],
-    $5::text[],
-    $6::jsonb[],
-    $7::jsonb[],
-    $8::uuid[],
-    $9::uuid[]
-) AS result
+const eventAppend = `-- name: EventAppend :many
+WITH head AS (
+    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
+    SELECT $1::text, $9::bigint
+    WHERE ($10::text IN ('any', 'no_stream')
+           OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                      WHERE existing.stream_id = $1::text))
+      AND ($10::text IN ('exact', 'no_stream')
+           OR NOT EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS stored
+                          WHERE stored.event_id = ANY($8::uuid[])))
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = stream.version + excluded.version,
+        updated_at = now()
+    WHERE $10::text IN ('any', 'stream_exists')
+       OR ($10::text = 'exact' AND stream.version = $11::bigint)
+    RETURNING stream.version - $9::bigint AS base_version
+)
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text,
+       h.base_version + batch.n,
+       $2::text,
+       batch.event_id,
+       ($3::text[])[batch.n],
+       ($4::jsonb[])[batch.n],
+       ($5::jsonb[])[batch.n],
+       nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+FROM head AS h
+CROSS JOIN unnest($8::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+RETURNING stream_version, recorded_at
 `
 
 type EventAppendParams struct {
 	StreamID        string
-	ExpectedKind    string
-	ExpectedVersion int64
-	EventIds        []uuid.UUID
+	Category        *string
 	EventTypes      []string
 	Data            [][]byte
 	Headers         [][]byte
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
+	EventIds        []uuid.UUID
+	EventCount      int64
+	ExpectedKind    string
+	ExpectedVersion int64
 }
 
 type EventAppendRow struct {
-	Appended       int64
-	ToVersion      int64
-	CommittedAt    time.Time
-	CurrentVersion int64
-	DuplicateIds   bool
+	StreamVersion int64
+	RecordedAt    time.Time
 }
 
-// Appends a batch of events to one stream; see append_events in
-// schema/migrations for the concurrency rules.
-func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendParams) (*EventAppendRow, error) {
-	row := db.QueryRow(ctx, eventAppend,
+// Appends a batch of events to one stream in one statement. The stream row
+// is the concurrency gate: the upsert creates it, or checks the expected
+// version against it and bumps it, and its row lock makes writers of one
+// stream queue up, each seeing the previous commit. When the expectation
+// fails nothing is written and no row returns: a lost race is a result, not
+// an exception, so a caller's transaction stays usable.
+//
+// Exact and NoStream expectations also catch a retried append (the stream
+// has moved on); for Any and StreamExists the event ids are checked first.
+func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendParams) ([]*EventAppendRow, error) {
+	rows, err := db.Query(ctx, eventAppend,
 		arg.StreamID,
-		arg.ExpectedKind,
-		arg.ExpectedVersion,
-		arg.EventIds,
+		arg.Category,
 		arg.EventTypes,
 		arg.Data,
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
+		arg.EventIds,
+		arg.EventCount,
+		arg.ExpectedKind,
+		arg.ExpectedVersion,
 	)
-	var i EventAppendRow
-	err := row.Scan(
-		&i.Appended,
-		&i.ToVersion,
-		&i.CommittedAt,
-		&i.CurrentVersion,
-		&i.DuplicateIds,
-	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventAppendRow
+	for rows.Next() {
+		var i EventAppendRow
+		if err := rows.Scan(&i.StreamVersion, &i.RecordedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventAppendRefused = `-- name: EventAppendRefused :one
+SELECT coalesce((
+           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = $1::text
+       ), 0)::bigint AS current_version,
+       EXISTS (
+           SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY($2::uuid[])
+       )::boolean AS duplicate_ids
+`
+
+type EventAppendRefusedParams struct {
+	StreamID string
+	EventIds []uuid.UUID
+}
+
+type EventAppendRefusedRow struct {
+	CurrentVersion int64
+	DuplicateIds   bool
+}
+
+// Why an append wrote nothing: the stream's version now (a new statement,
+// so a new snapshot: the version that won) and whether any of the event ids
+// is stored (a retried append).
+func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventAppendRefusedParams) (*EventAppendRefusedRow, error) {
+	row := db.QueryRow(ctx, eventAppendRefused, arg.StreamID, arg.EventIds)
+	var i EventAppendRefusedRow
+	err := row.Scan(&i.CurrentVersion, &i.DuplicateIds)
 	return &i, err
 }
 
