@@ -98,13 +98,16 @@ func TestAppendRetryReturnsOriginal(t *testing.T) {
 		name     string
 		seed     int
 		expected core.ExpectedVersion
+		// In a caller's transaction, a retry that passes the version check
+		// hits the unique index on event_id, which aborts the transaction.
+		abortsTx bool
 	}{
-		{"exact", 2, core.Exact(2)},
-		{"no stream", 0, core.NoStream},
-		{"exact zero", 0, core.Exact(0)},
-		{"any on a new stream", 0, core.Any},
-		{"any on an existing stream", 1, core.Any},
-		{"stream exists", 1, core.StreamExists},
+		{"exact", 2, core.Exact(2), false},
+		{"no stream", 0, core.NoStream, false},
+		{"exact zero", 0, core.Exact(0), false},
+		{"any on a new stream", 0, core.Any, true},
+		{"any on an existing stream", 1, core.Any, true},
+		{"stream exists", 1, core.StreamExists, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,15 +138,24 @@ func TestAppendRetryReturnsOriginal(t *testing.T) {
 			}
 			defer tx.Rollback(ctx) //nolint:errcheck // committed below
 			retry, err = es.AppendTx(ctx, tx, streamID, tt.expected, events...)
-			if err != nil {
-				t.Fatalf("retry in tx: %v", err)
-			}
-			assertDuplicateOf(t, original, retry)
-			if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-				t.Fatalf("tx unusable after a duplicate append: %v", err)
-			}
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
+			if tt.abortsTx {
+				if kind, _ := core.DbKind(err); kind != core.DbUniqueViolation || retry != nil {
+					t.Fatalf("retry in tx: %v, %v; want a DbUniqueViolation", retry, err)
+				}
+				if _, err := tx.Exec(ctx, "SELECT 1"); err == nil {
+					t.Fatal("tx still usable after a unique violation")
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("retry in tx: %v", err)
+				}
+				assertDuplicateOf(t, original, retry)
+				if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatalf("tx unusable after a duplicate append: %v", err)
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
 			assertStreamVersion(t, es, streamID, wantTo)
 
@@ -313,23 +325,23 @@ func TestEventIDsPartlyStored(t *testing.T) {
 	assertStreamVersion(t, es, "account-1", 3)
 	assertRowCounts(t, es, baseline)
 
-	// A refused reuse inside a caller's transaction leaves it usable.
+	// Inside a caller's transaction a reuse that passes the version check
+	// hits the unique index, which aborts the transaction: nothing is kept.
 	tx, err := pgenv.Pool(t).Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // committed below
-	if _, err := es.AppendTx(ctx, tx, "account-1", core.Any, a, fresh); !errors.Is(err, core.ErrEventIDReused) {
-		t.Fatalf("in tx: err = %v, want ErrEventIDReused", err)
+	defer tx.Rollback(ctx) //nolint:errcheck // aborted below
+	if _, err := es.AppendTx(ctx, tx, "account-1", core.Any, a, fresh); !errors.Is(err, core.ErrDatabase) {
+		t.Fatalf("in tx: err = %v, want a DbUniqueViolation", err)
+	} else if kind, _ := core.DbKind(err); kind != core.DbUniqueViolation {
+		t.Fatalf("in tx: kind %s, want DbUniqueViolation", kind)
 	}
-	if _, err := es.AppendTx(ctx, tx, "account-1", core.Exact(3), fresh); err != nil {
-		t.Fatalf("append in tx after a refused reuse: %v", err)
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit of an aborted transaction succeeded")
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	assertStreamVersion(t, es, "account-1", 4)
-	assertEventStoredOnce(t, es, fresh.Metadata.EventID, 1)
+	assertStreamVersion(t, es, "account-1", 3)
+	assertEventStoredOnce(t, es, fresh.Metadata.EventID, 0)
 }
 
 // A caller that does not know whether its append committed retries it with

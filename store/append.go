@@ -34,11 +34,11 @@ func (s *EventStore) Append(ctx context.Context, streamID string, expected core.
 }
 
 // AppendTx is [EventStore.Append] inside the caller's transaction: the
-// events commit or roll back with it. A version conflict does not abort tx.
-// The stream stays locked against other writers until tx ends. A retry whose
-// original append is still in flight in another transaction can fail with
-// [core.DbUniqueViolation] once the original commits, aborting tx; retry it
-// in a new transaction to get the original result.
+// events commit or roll back with it. A version conflict does not abort tx,
+// and neither does a retry with an Exact or NoStream expectation, which
+// returns the original result. A retry with Any or StreamExists fails with
+// [core.DbUniqueViolation] on the stored event ids, which aborts tx. The
+// stream stays locked against other writers until tx ends.
 func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
 	if tx == nil {
 		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
@@ -53,14 +53,17 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 	}
 	rows, err := s.queries.EventAppend(ctx, s.db(exec), params)
 	if err != nil {
-		// A retry that ran while the original append was still uncommitted
-		// passes the event-id check, waits for the stream lock and then hits
-		// the event-id index once the original commits. On the pool the
-		// failed statement is gone, so a fresh look tells a retry from a
-		// reused id; in a caller's transaction, which is now aborted, the
-		// unique violation is returned as is.
-		if _, onPool := exec.(*pgxpool.Pool); onPool && isEventIDConflict(err) {
-			return s.resolveRetry(ctx, exec, params)
+		// With Any or StreamExists a retried append passes the version check
+		// and hits the unique index on event_id. On the pool the failed
+		// statement is gone, so a fresh look tells a retry from a reused id.
+		// A caller's transaction is aborted by the violation: say so.
+		if isEventIDConflict(err) {
+			if _, onPool := exec.(*pgxpool.Pool); onPool {
+				return s.resolveRetry(ctx, exec, params)
+			}
+			return nil, &core.DatabaseError{Kind: core.DbUniqueViolation, Op: fmt.Sprintf("append to %q", streamID), Err: err,
+				Hint: "an event id of this append is already stored, so the transaction is aborted; if this is a retry, " +
+					"the earlier append committed: retry outside a transaction, or with an Exact or NoStream expectation, to get its result"}
 		}
 		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
 	}

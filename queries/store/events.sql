@@ -6,17 +6,15 @@
 -- fails nothing is written and no row returns: a lost race is a result, not
 -- an exception, so a caller's transaction stays usable.
 --
--- Exact and NoStream expectations also catch a retried append (the stream
--- has moved on); for Any and StreamExists the event ids are checked first.
+-- A retried append is caught by the version check for Exact and NoStream
+-- (the stream has moved on), and by the unique index on event_id for Any
+-- and StreamExists; either way the store then looks for the original.
 WITH head AS (
     INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
     SELECT @stream_id::text, @event_count::bigint
-    WHERE (@expected_kind::text IN ('any', 'no_stream')
-           OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                      WHERE existing.stream_id = @stream_id::text))
-      AND (@expected_kind::text IN ('exact', 'no_stream')
-           OR NOT EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS stored
-                          WHERE stored.event_id = ANY(@event_ids::uuid[])))
+    WHERE @expected_kind::text IN ('any', 'no_stream')
+       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                  WHERE existing.stream_id = @stream_id::text)
     ON CONFLICT (stream_id) DO UPDATE
     SET version = stream.version + excluded.version,
         updated_at = now()

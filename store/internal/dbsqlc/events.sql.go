@@ -16,12 +16,9 @@ const eventAppend = `-- name: EventAppend :many
 WITH head AS (
     INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
     SELECT $1::text, $9::bigint
-    WHERE ($10::text IN ('any', 'no_stream')
-           OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                      WHERE existing.stream_id = $1::text))
-      AND ($10::text IN ('exact', 'no_stream')
-           OR NOT EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS stored
-                          WHERE stored.event_id = ANY($8::uuid[])))
+    WHERE $10::text IN ('any', 'no_stream')
+       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                  WHERE existing.stream_id = $1::text)
     ON CONFLICT (stream_id) DO UPDATE
     SET version = stream.version + excluded.version,
         updated_at = now()
@@ -71,8 +68,9 @@ type EventAppendRow struct {
 // fails nothing is written and no row returns: a lost race is a result, not
 // an exception, so a caller's transaction stays usable.
 //
-// Exact and NoStream expectations also catch a retried append (the stream
-// has moved on); for Any and StreamExists the event ids are checked first.
+// A retried append is caught by the version check for Exact and NoStream
+// (the stream has moved on), and by the unique index on event_id for Any
+// and StreamExists; either way the store then looks for the original.
 func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendParams) ([]*EventAppendRow, error) {
 	rows, err := db.Query(ctx, eventAppend,
 		arg.StreamID,
