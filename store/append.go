@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -51,7 +52,7 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.queries.EventAppend(ctx, s.db(exec), params)
+	from, recordedAt, appended, err := s.insertEvents(ctx, exec, params)
 	if err != nil {
 		// With Any or StreamExists a retried append passes the version check
 		// and hits the unique index on event_id. On the pool the failed
@@ -67,25 +68,64 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 		}
 		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
 	}
-	if len(rows) == 0 {
+	if !appended {
 		return s.appendRefused(ctx, exec, expected, params)
 	}
-	if len(rows) != len(recorded) {
-		// The statement inserts all or nothing; anything else is a bug worth
-		// failing loudly on rather than reporting a partial success.
-		return nil, fmt.Errorf("mire: append to %q stored %d of %d events", streamID, len(rows), len(recorded))
-	}
-	from := rows[0].StreamVersion
-	for _, row := range rows {
-		from = min(from, row.StreamVersion)
-	}
-	recordedAt := rows[0].RecordedAt.UTC()
 	for i := range recorded {
 		recorded[i].StreamVersion = from + int64(i)
 		recorded[i].RecordedAt = recordedAt
 	}
 	to := from + int64(len(recorded)) - 1
 	return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}, nil
+}
+
+// insertEvents runs the append statement: EventAppendOne for the common
+// single event, EventAppend for a batch. It returns the version of the first
+// event and the commit time, or appended false when the expectation failed.
+func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams) (from int64, recordedAt time.Time, appended bool, err error) {
+	db := s.db(exec)
+	if len(params.EventIds) == 1 {
+		row, err := s.queries.EventAppendOne(ctx, db, &dbsqlc.EventAppendOneParams{
+			StreamID:        params.StreamID,
+			Category:        params.Category,
+			EventID:         params.EventIds[0],
+			EventType:       params.EventTypes[0],
+			Data:            params.Data[0],
+			Headers:         params.Headers[0],
+			CorrelationID:   nonZero(params.CorrelationIds[0]),
+			CausationID:     nonZero(params.CausationIds[0]),
+			ExpectedKind:    params.ExpectedKind,
+			ExpectedVersion: params.ExpectedVersion,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, time.Time{}, false, nil
+		}
+		if err != nil {
+			return 0, time.Time{}, false, err
+		}
+		return row.StreamVersion, row.RecordedAt.UTC(), true, nil
+	}
+	rows, err := s.queries.EventAppend(ctx, db, params)
+	if err != nil || len(rows) == 0 {
+		return 0, time.Time{}, false, err
+	}
+	if len(rows) != len(params.EventIds) {
+		// The statement inserts all or nothing; anything else is a bug worth
+		// failing loudly on rather than reporting a partial success.
+		return 0, time.Time{}, false, fmt.Errorf("mire: append to %q stored %d of %d events", params.StreamID, len(rows), len(params.EventIds))
+	}
+	from = rows[0].StreamVersion
+	for _, row := range rows {
+		from = min(from, row.StreamVersion)
+	}
+	return from, rows[0].RecordedAt.UTC(), true, nil
+}
+
+func nonZero(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
 }
 
 // appendRefused explains an append that wrote nothing: a retry of a

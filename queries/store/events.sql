@@ -37,6 +37,36 @@ FROM head AS h
 CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
 RETURNING stream_version, recorded_at;
 
+-- name: EventAppendOne :one
+-- EventAppend for a single event, with scalar parameters: the common case,
+-- without the cost of encoding, decoding and subscripting arrays.
+WITH head AS (
+    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
+    SELECT @stream_id::text, 1
+    WHERE @expected_kind::text IN ('any', 'no_stream')
+       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                  WHERE existing.stream_id = @stream_id::text)
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = stream.version + 1,
+        updated_at = now()
+    WHERE @expected_kind::text IN ('any', 'stream_exists')
+       OR (@expected_kind::text = 'exact' AND stream.version = @expected_version::bigint)
+    RETURNING stream.version
+)
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT @stream_id::text,
+       h.version,
+       sqlc.narg(category)::text,
+       @event_id::uuid,
+       @event_type::text,
+       @data::jsonb,
+       sqlc.narg(headers)::jsonb,
+       sqlc.narg(correlation_id)::uuid,
+       sqlc.narg(causation_id)::uuid
+FROM head AS h
+RETURNING stream_version, recorded_at;
+
 -- name: EventAppendRefused :one
 -- Why an append wrote nothing: the stream's version now (a new statement,
 -- so a new snapshot: the version that won) and whether any of the event ids

@@ -103,6 +103,73 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 	return items, nil
 }
 
+const eventAppendOne = `-- name: EventAppendOne :one
+WITH head AS (
+    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
+    SELECT $1::text, 1
+    WHERE $9::text IN ('any', 'no_stream')
+       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
+                  WHERE existing.stream_id = $1::text)
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = stream.version + 1,
+        updated_at = now()
+    WHERE $9::text IN ('any', 'stream_exists')
+       OR ($9::text = 'exact' AND stream.version = $10::bigint)
+    RETURNING stream.version
+)
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text,
+       h.version,
+       $2::text,
+       $3::uuid,
+       $4::text,
+       $5::jsonb,
+       $6::jsonb,
+       $7::uuid,
+       $8::uuid
+FROM head AS h
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendOneParams struct {
+	StreamID        string
+	Category        *string
+	EventID         uuid.UUID
+	EventType       string
+	Data            []byte
+	Headers         []byte
+	CorrelationID   *uuid.UUID
+	CausationID     *uuid.UUID
+	ExpectedKind    string
+	ExpectedVersion int64
+}
+
+type EventAppendOneRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// EventAppend for a single event, with scalar parameters: the common case,
+// without the cost of encoding, decoding and subscripting arrays.
+func (q *Queries) EventAppendOne(ctx context.Context, db DBTX, arg *EventAppendOneParams) (*EventAppendOneRow, error) {
+	row := db.QueryRow(ctx, eventAppendOne,
+		arg.StreamID,
+		arg.Category,
+		arg.EventID,
+		arg.EventType,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.ExpectedKind,
+		arg.ExpectedVersion,
+	)
+	var i EventAppendOneRow
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	return &i, err
+}
+
 const eventAppendRefused = `-- name: EventAppendRefused :one
 SELECT coalesce((
            SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = $1::text
