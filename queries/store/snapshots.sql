@@ -15,6 +15,3 @@ SET stream_version = excluded.stream_version,
     taken_at = now()
 WHERE current.stream_version < excluded.stream_version
    OR current.schema_version <> excluded.schema_version;
-
--- name: SnapshotDelete :exec
-DELETE FROM /* TEMPLATE: schema */snapshots WHERE stream_id = @stream_id::text;

@@ -9,15 +9,6 @@ import (
 	"context"
 )
 
-const snapshotDelete = `-- name: SnapshotDelete :exec
-DELETE FROM /* TEMPLATE: schema */snapshots WHERE stream_id = $1::text
-`
-
-func (q *Queries) SnapshotDelete(ctx context.Context, db DBTX, streamID string) error {
-	_, err := db.Exec(ctx, snapshotDelete, streamID)
-	return err
-}
-
 const snapshotGet = `-- name: SnapshotGet :one
 SELECT stream_version, schema_version, state
 FROM /* TEMPLATE: schema */snapshots
