@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mire-go/mire/integration/pgenv"
+)
+
+// The benchmarks share one harness, so that schemas are migrated and the
+// read stream is loaded once per process; TestMain drops it.
+var shared struct {
+	once sync.Once
+	h    *harness
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := pgenv.RunTests(m)
+	if shared.h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := shared.h.drop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		cancel()
+		shared.h.close()
+	}
+	os.Exit(code)
+}
+
+func sharedHarness(b *testing.B) *harness {
+	b.Helper()
+	url := pgenv.URL(b) // skips or fails when there is no database
+	shared.once.Do(func() {
+		mireSchema, rawSchema := newSchemaNames()
+		shared.h, shared.err = newHarness(context.Background(), url, 16, mireSchema, rawSchema)
+	})
+	if shared.err != nil {
+		b.Fatal(shared.err)
+	}
+	return shared.h
+}
+
+// benchmark measures sc on the system pick chooses, b.N operations
+// (appends, saves, or whole-stream reads or loads) shared by the writers.
+func benchmark(b *testing.B, pick func(*harness) system, sc spec) {
+	h := sharedHarness(b)
+	sc.streamLength = max(1000, sc.batch)
+	if sc.scenario == scenarioSave {
+		sc.streamLength = saveStreamLength
+	}
+	ctx := context.Background()
+	if sc.reads() {
+		// Set up outside the timer.
+		if _, err := h.readCart(ctx, sc.batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	s, err := h.measure(ctx, pick(h), sc, &budget{ops: int64(b.N)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Replace the timer's ns/op, which includes waiting for the sequencer.
+	b.ReportMetric(float64(s.elapsed.Nanoseconds())/float64(s.ops), "ns/op")
+	b.ReportMetric(s.eventsPerSec(), "events/s")
+	b.ReportMetric(float64(s.statements)/float64(s.ops), "stmts/op")
+}
+
+func mire(h *harness) system         { return h.mire }
+func mireSnapshot(h *harness) system { return h.mireSnapshot }
+func raw(h *harness) system          { return h.raw }
+
+func benchmarkWriters(b *testing.B, pick func(*harness) system, scenario string, batch int, writers ...int) {
+	for _, w := range writers {
+		b.Run(fmt.Sprintf("writers=%d", w), func(b *testing.B) {
+			benchmark(b, pick, spec{scenario: scenario, writers: w, batch: batch})
+		})
+	}
+}
+
+func BenchmarkAppend(b *testing.B) { benchmarkWriters(b, mire, scenarioAppend, 1, 1, 16) }
+
+func BenchmarkAppendRaw(b *testing.B) { benchmarkWriters(b, raw, scenarioAppend, 1, 1, 16) }
+
+func BenchmarkAppendBatch100(b *testing.B) { benchmarkWriters(b, mire, scenarioBatch, 100, 1, 4) }
+
+func BenchmarkAppendBatch100Raw(b *testing.B) { benchmarkWriters(b, raw, scenarioBatch, 100, 1, 4) }
+
+func BenchmarkReadStream10k(b *testing.B) {
+	benchmark(b, mire, spec{scenario: scenarioRead, writers: 1, batch: 10_000})
+}
+
+func BenchmarkReadStream10kRaw(b *testing.B) {
+	benchmark(b, raw, spec{scenario: scenarioRead, writers: 1, batch: 10_000})
+}
+
+func BenchmarkLoad10k(b *testing.B) {
+	benchmark(b, mire, spec{scenario: scenarioLoad, writers: 1, batch: 10_000})
+}
+
+func BenchmarkLoad10kSnapshot(b *testing.B) {
+	benchmark(b, mireSnapshot, spec{scenario: scenarioLoad, writers: 1, batch: 10_000})
+}
+
+func BenchmarkLoad10kRaw(b *testing.B) {
+	benchmark(b, raw, spec{scenario: scenarioLoad, writers: 1, batch: 10_000})
+}
+
+func BenchmarkSave(b *testing.B) { benchmarkWriters(b, mire, scenarioSave, 1, 1, 16) }
+
+func BenchmarkSaveRaw(b *testing.B) { benchmarkWriters(b, raw, scenarioSave, 1, 1, 16) }
+
+// TestRun runs every scenario briefly, to prove the harness works.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	url := pgenv.URL(t)
+	ctx := context.Background()
+	h, err := newHarness(ctx, url, 2, pgenv.NewSchemaName(t), pgenv.NewSchemaName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.close)
+
+	o := options{
+		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
+		batchSize: 10, readEvents: 250, streamLength: 20, scenarios: scenarios,
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := h.run(ctx, o, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, row := range rows {
+		got = append(got, row.Scenario+"/"+row.System)
+		if row.EventsPerSec <= 0 || row.OpsPerSec <= 0 || len(row.Samples) != o.rounds {
+			t.Errorf("row %+v: want positive rates from %d samples", row, o.rounds)
+		}
+	}
+	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire",
+		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got rows %v, want %v", got, want)
+	}
+	// A snapshotted load replays nothing: it reads the snapshot, finds no
+	// later events and checks the stream's version.
+	if row := rows[8]; row.StatementsPerOp > 3 {
+		t.Errorf("mire+snapshot load: %.2f statements per load, want at most 3", row.StatementsPerOp)
+	}
+	check, err := h.headCheck(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !check.OK || check.Head == 0 {
+		t.Errorf("head check %+v: want the head to equal a positive number of appended events", check)
+	}
+}

@@ -1,0 +1,223 @@
+// Command bench measures mire against a raw-pgx baseline on the same
+// PostgreSQL server in the same run, and writes a table to stdout and the
+// results to a JSON file.
+//
+//	go run ./bench                      # from the repository root, about 2.5 minutes
+//	go run ./bench -quick               # a sanity check, about 20 seconds
+//	go run ./bench -writers 1,4,16 -rounds 5 -duration 5s
+//	go test -bench . ./bench/...        # the same scenarios as Go benchmarks
+//
+// Scenarios, each run on mire and on the baseline:
+//
+//   - append: one event per append; each writer appends to streams of its
+//     own with exact expected versions (a new stream every -stream-length
+//     events), once per -writers entry.
+//   - append_batch: -batch events per append, once per -batch-writers entry.
+//   - read_stream: read a stream of -read-events events, oldest first.
+//   - load: rebuild a Cart aggregate from that stream: mire with store.Load,
+//     and as mire+snapshot with store.LoadSnapshotted from a snapshot at
+//     the stream's last version (written at setup), so replaying nothing.
+//     Its events/s is -read-events times loads/s for all three systems.
+//   - save: a command's full cycle per operation: load a Cart, record one
+//     event, save it with optimistic concurrency (mire: store.LoadOrNew,
+//     Root.RecordEvent, store.Save); each writer saves to carts of its own,
+//     a new one every 100 saves, once per -save-writers entry.
+//
+// The baseline inserts into a table with a bigserial primary key and no
+// other index, in autocommit: one event with INSERT ... VALUES, a batch with
+// one INSERT ... SELECT FROM unnest(...). Its reads select the stream's rows
+// ordered by version and scan them into structs. Its loads select the
+// rows' versions, types and data, json.Unmarshal each into an ItemAdded and
+// fold it into a Cart; its saves are such a load followed by an INSERT of
+// the next version, against a unique (stream_id, stream_version) index.
+//
+// Each scenario runs -rounds rounds; a round measures both systems for
+// -duration, reversing their order every other round (raw mire, mire raw,
+// mire raw, raw mire, ...) so that drift on the server hits all alike, and
+// the report gives the median of the rounds. Appends and saves to mire run
+// with a store.Sequencer assigning global
+// positions every 20ms, as in production; every measurement waits until all
+// appended events have a position, and the run ends by checking that the
+// log's head equals the number of events appended.
+//
+// Besides events/s and the ratio to raw, the report gives statements sent
+// per operation (round trips), WAL bytes per event (the whole server's),
+// and CPU time per event of this process and, when PostgreSQL runs on this
+// machine, of the backends serving the run: CPU per event shows where the
+// cost is, and is much less disturbed by other load than throughput.
+//
+// PostgreSQL is found with pgenv.Find (DATABASE_URL, localhost:5432, or a
+// Docker container). The run uses two fresh schemas, mire_bench_<random> and
+// mire_bench_<random>_raw, and drops them at the end.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mire-go/mire/integration/pgenv"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() (err error) {
+	o := options{
+		writers:      []int{1, 16},
+		batchWriters: []int{1, 4},
+		saveWriters:  []int{1, 16},
+		scenarios:    slices.Clone(scenarios),
+	}
+	flag.DurationVar(&o.duration, "duration", 2500*time.Millisecond, "how long each measurement runs")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up per scenario and system")
+	flag.IntVar(&o.rounds, "rounds", 3, "measurements per scenario and system; the median is reported")
+	flag.Var((*intList)(&o.writers), "writers", "comma-separated writer counts for the append scenario")
+	flag.Var((*intList)(&o.batchWriters), "batch-writers", "comma-separated writer counts for the batch scenario")
+	flag.Var((*intList)(&o.saveWriters), "save-writers", "comma-separated writer counts for the save scenario")
+	flag.IntVar(&o.batchSize, "batch", 100, "events per append in the batch scenario")
+	flag.IntVar(&o.readEvents, "read-events", 10_000, "length of the stream the read and load scenarios read")
+	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
+	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
+	quick := flag.Bool("quick", false, "a short sanity run (about 20s): -rounds 1 -duration 750ms -warmup 150ms")
+	out := flag.String("out", "bench/results.json", "where to write the JSON results; empty for nowhere")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `file`")
+	flag.Parse()
+	if *quick {
+		o.rounds, o.duration, o.warmup = 1, 750*time.Millisecond, 150*time.Millisecond
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if *out != "" {
+		// Fail now rather than after the run.
+		if _, err := os.Stat(filepath.Dir(*out)); err != nil {
+			return fmt.Errorf("-out %s: %w (run from the repository root, or set -out)", *out, err)
+		}
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	env, err := pgenv.Find(ctx)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	fmt.Fprintf(os.Stderr, "using PostgreSQL from %s\n", env.Source)
+
+	mireSchema, rawSchema := newSchemaNames()
+	maxWriters := slices.Max(o.allWriters())
+	h, err := newHarness(ctx, env.URL, int32(maxWriters), mireSchema, rawSchema)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err = errors.Join(err, h.drop(cleanup))
+	}()
+	fmt.Fprintf(os.Stderr, "schemas %s and %s (dropped at the end)\n", mireSchema, rawSchema)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	start := time.Now()
+	report := &Report{}
+	if report.Meta, err = h.newMeta(ctx, o, env.Source); err != nil {
+		return err
+	}
+	if report.Rows, err = h.run(ctx, o, os.Stderr); err != nil {
+		return err
+	}
+	if report.Meta.HeadCheck, err = h.headCheck(ctx); err != nil {
+		return err
+	}
+	report.Meta.TotalSeconds = round(time.Since(start).Seconds(), 1)
+
+	fmt.Println()
+	if err := writeTable(os.Stdout, report); err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := writeJSON(*out, report); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
+	}
+	if !report.Meta.HeadCheck.OK {
+		return fmt.Errorf("sequencer check failed: head %d, %d events appended",
+			report.Meta.HeadCheck.Head, report.Meta.HeadCheck.EventsAppended)
+	}
+	return nil
+}
+
+// headCheck waits for the sequencer's last positions and compares the log's
+// head with the number of events appended to mire.
+func (h *harness) headCheck(ctx context.Context) (*HeadCheck, error) {
+	if _, err := h.sequencing.Sequence(ctx); err != nil {
+		return nil, err
+	}
+	head, err := h.sequencing.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	appended := h.mire.appended.Load()
+	return &HeadCheck{EventsAppended: appended, Head: head, OK: head == appended}, nil
+}
+
+// intList is a flag of comma-separated integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, n := range *l {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(value string) error {
+	*l = nil
+	for _, field := range strings.Split(value, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil {
+			return err
+		}
+		*l = append(*l, n)
+	}
+	return nil
+}
+
+// stringList is a flag of comma-separated words.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(value string) error {
+	*l = strings.Split(value, ",")
+	return nil
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Scenario names, as they appear in the report.
+const (
+	scenarioAppend = "append"       // one event per append
+	scenarioBatch  = "append_batch" // spec.batch events per append
+	scenarioRead   = "read_stream"  // read a stream of spec.batch events
+	scenarioLoad   = "load"         // rebuild a cart of spec.batch events
+	scenarioSave   = "save"         // load a cart, record one event, save
+)
+
+// scenarios are the scenario names in the order they run.
+var scenarios = []string{scenarioAppend, scenarioBatch, scenarioRead, scenarioLoad, scenarioSave}
+
+// saveStreamLength is how many saves a writer of the save scenario makes to
+// a cart before it starts a new one, so that loads stay equally cheap.
+const saveStreamLength = 100
+
+// spec is one scenario with its parameters.
+type spec struct {
+	scenario string
+	writers  int // concurrent writers (1 reader for reads and loads)
+	batch    int // events per append (1 per save), or the stream's length for reads and loads
+
+	// streamLength is how many events a writer appends to a stream before
+	// it starts a new one.
+	streamLength int
+}
+
+// reads reports whether sc only reads: it reads a stream loaded at setup,
+// and mire needs no sequencer for it.
+func (s spec) reads() bool { return s.scenario == scenarioRead || s.scenario == scenarioLoad }
+
+func (s spec) String() string {
+	return fmt.Sprintf("%s writers=%d events/op=%d", s.scenario, s.writers, s.batch)
+}
+
+// budget says when a measurement ends: after ops operations (Go benchmarks)
+// or at the deadline (the command), whichever is set and comes first.
+type budget struct {
+	ops      int64
+	deadline time.Time
+	taken    atomic.Int64
+}
+
+// take reports whether another operation may start.
+func (b *budget) take() bool {
+	if b.ops > 0 && b.taken.Add(1) > b.ops {
+		return false
+	}
+	return b.deadline.IsZero() || time.Now().Before(b.deadline)
+}
+
+// sample is the outcome of one measurement.
+type sample struct {
+	events, ops int64
+	elapsed     time.Duration // the writers' or reader's time only
+	statements  int64         // statements the workload sent
+	walBytes    int64         // WAL the whole server wrote, sequencing included
+	catchUp     time.Duration // mire appends and saves: how long positions lagged after the last append
+	clientCPU   time.Duration // this process
+	serverCPU   time.Duration // the backends of both pools; -1 if not measurable
+}
+
+func (s sample) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Seconds() }
+
+// measure runs sc on sys until b runs out. Appends and saves to mire run
+// with a sequencer, as in production, and the measurement ends only once it
+// has given every appended event a position. Setup (the stream that reads
+// and loads read) happens before the measurement starts.
+func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (sample, error) {
+	var cart string // the cart read and load scenarios read
+	if sc.reads() {
+		var err error
+		if cart, err = h.readCart(ctx, sc.batch); err != nil {
+			return sample{}, err
+		}
+	}
+	_, isMire := sys.(*mireSystem)
+	sequenced := isMire && !sc.reads()
+	if sequenced {
+		stop := h.startSequencer(ctx)
+		defer stop()
+	}
+	wal, err := h.walPosition(ctx)
+	if err != nil {
+		return sample{}, err
+	}
+	stmts := h.stmts.n.Load()
+	cpu := h.cpu.snapshot()
+
+	var s sample
+	start := time.Now()
+	switch sc.scenario {
+	case scenarioRead:
+		err = runReads(ctx, sc.batch, b, &s, func(ctx context.Context) (int64, error) {
+			n, err := sys.readStream(ctx, cartStream(cart))
+			return int64(n), err
+		})
+	case scenarioLoad:
+		err = runReads(ctx, sc.batch, b, &s, func(ctx context.Context) (int64, error) {
+			c, version, err := sys.loadCart(ctx, cart)
+			if err == nil && c.Lines != version {
+				err = fmt.Errorf("cart %s at version %d has %d lines", cart, version, c.Lines)
+			}
+			return version, err
+		})
+	default:
+		err = h.runWrites(ctx, sys, sc, b, &s)
+	}
+	s.elapsed = time.Since(start)
+	s.statements = h.stmts.n.Load() - stmts
+	if err != nil {
+		return sample{}, fmt.Errorf("%s %v: %w", sys.name(), sc, err)
+	}
+	if sequenced {
+		if s.catchUp, err = h.waitSequenced(ctx); err != nil {
+			return sample{}, err
+		}
+	}
+	s.clientCPU, s.serverCPU = h.cpu.snapshot().since(cpu)
+	s.walBytes, err = h.walSince(ctx, wal)
+	return s, err
+}
+
+// runWrites runs sc.writers writers, each writing to streams of its own: it
+// appends sc.batch events at a time with exact expected versions, or, for
+// saves, runs a command on a cart (load, record, save).
+func (h *harness) runWrites(ctx context.Context, sys system, sc spec, b *budget, s *sample) error {
+	var events, ops atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for range sc.writers {
+		g.Go(func() error {
+			var cart, stream string
+			var version int64
+			for b.take() {
+				if cart == "" || version+int64(sc.batch) > int64(sc.streamLength) {
+					cart, version = h.newCartID(), 0
+					stream = cartStream(cart)
+				}
+				items := newItems(stream, version, sc.batch)
+				if sc.scenario == scenarioSave {
+					saved, err := sys.addItem(ctx, cart, items[0])
+					if err != nil {
+						return err
+					}
+					if saved != version+1 {
+						return fmt.Errorf("cart %s at version %d after a save, want %d", cart, saved, version+1)
+					}
+				} else if err := sys.appendEvents(ctx, stream, version, items); err != nil {
+					return err
+				}
+				version += int64(sc.batch)
+				events.Add(int64(sc.batch))
+				ops.Add(1)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	s.events, s.ops = events.Load(), ops.Load()
+	return err
+}
+
+// runReads runs read, which reads or loads a stream of n events, over and
+// over.
+func runReads(ctx context.Context, n int, b *budget, s *sample, read func(context.Context) (int64, error)) error {
+	for b.take() {
+		got, err := read(ctx)
+		if err != nil {
+			return err
+		}
+		if got != int64(n) {
+			return fmt.Errorf("got %d events, want %d", got, n)
+		}
+		s.events += got
+		s.ops++
+	}
+	return nil
+}

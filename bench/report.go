@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what results.json holds.
+type Report struct {
+	Meta Meta  `json:"meta"`
+	Rows []Row `json:"rows"`
+}
+
+// Meta describes the run, so that results from different runs and machines
+// can be told apart.
+type Meta struct {
+	Date             string            `json:"date"`
+	GoVersion        string            `json:"go_version"`
+	Platform         string            `json:"platform"`
+	CPUs             int               `json:"cpus"`
+	PostgresVersion  string            `json:"postgres_version"`
+	PostgresSource   string            `json:"postgres_source"`
+	PostgresSettings map[string]string `json:"postgres_settings"`
+	Rounds           int               `json:"rounds"`
+	DurationSeconds  float64           `json:"duration_seconds"`
+	WarmupSeconds    float64           `json:"warmup_seconds"`
+	Method           string            `json:"method"`
+	RawBaseline      string            `json:"raw_baseline"`
+	DataBytes        int               `json:"data_bytes"`     // one event's JSON data, typically
+	MetadataBytes    int               `json:"metadata_bytes"` // its headers (mire) or metadata (raw)
+	StreamLength     int               `json:"stream_length"`
+	SaveStreamLength int               `json:"save_stream_length"` // saves per cart in the save scenario
+	ReadEvents       int               `json:"read_events"`        // events of the stream read and load scenarios read
+	HeadCheck        *HeadCheck        `json:"head_check,omitempty"`
+	TotalSeconds     float64           `json:"total_seconds"`
+}
+
+// HeadCheck proves the sequencer kept up: after the run, the highest global
+// position equals the number of events appended to mire.
+type HeadCheck struct {
+	EventsAppended int64 `json:"events_appended"`
+	Head           int64 `json:"head"`
+	OK             bool  `json:"ok"`
+}
+
+// Row is one scenario measured on one system.
+type Row struct {
+	Scenario     string  `json:"scenario"`
+	Writers      int     `json:"writers"`
+	System       string  `json:"system"`
+	EventsPerSec float64 `json:"events_per_sec"` // median of the rounds
+	RatioToRaw   float64 `json:"ratio_to_raw"`
+	OpsPerSec    float64 `json:"ops_per_sec"` // appends, reads, loads or saves: events_per_sec / events_per_op
+
+	EventsPerOp       int       `json:"events_per_op"`
+	Samples           []float64 `json:"samples_events_per_sec"` // in the order measured
+	StatementsPerOp   float64   `json:"statements_per_op"`
+	WALBytesPerEvent  float64   `json:"wal_bytes_per_event"`               // whole server, sequencing included
+	ServerCPUPerEvent *float64  `json:"server_cpu_us_per_event,omitempty"` // the run's backends; only for a local server
+	ClientCPUPerEvent float64   `json:"client_cpu_us_per_event"`           // this process
+	CatchUpMillis     float64   `json:"sequencer_catch_up_ms,omitempty"`   // worst round
+}
+
+const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, in ABBA order " +
+	"(the order reversed every other round: AB, BA, BA, AB, ...), each for a fixed duration after an unmeasured " +
+	"warm-up; events_per_sec is the median of the rounds, ratio_to_raw compares medians; load counts the " +
+	"aggregate's events per load (events_per_op) whether replayed or restored from a snapshot, so its ratio is " +
+	"the ratio of loads/s; mire appends and saves run with a store.Sequencer (20ms) and a measurement " +
+	"ends only once every appended event has a global position"
+
+const rawBaseline = "table with a bigserial primary key and no other index or constraint; one event: " +
+	"INSERT ... VALUES autocommit; a batch: one INSERT ... SELECT FROM unnest(arrays) autocommit; " +
+	"reads: SELECT by stream_id ORDER BY stream_version on a copy of the table with a (stream_id, stream_version) " +
+	"index, scanned into structs (metadata left as raw JSON, while mire decodes headers into a map); " +
+	"load: one SELECT of stream_version, event_type, data from that table ordered by stream_version, each row " +
+	"json.Unmarshal-ed into ItemAdded and folded into a Cart (mire: store.Load; mire+snapshot: store.LoadSnapshotted " +
+	"from a snapshot at the last version); save: that load, then one INSERT ... VALUES of version last+1 into " +
+	"that table, whose (stream_id, stream_version) index is unique as mire's is, two autocommit statements " +
+	"(mire: store.LoadOrNew, Root.RecordEvent with the same headers, store.Save); " +
+	"both systems JSON-encode the same Go values on every append"
+
+// newMeta describes the run and the server.
+func (h *harness) newMeta(ctx context.Context, o options, source string) (Meta, error) {
+	m := Meta{
+		Date:             time.Now().UTC().Format(time.RFC3339),
+		GoVersion:        runtime.Version(),
+		Platform:         runtime.GOOS + "/" + runtime.GOARCH,
+		CPUs:             runtime.NumCPU(),
+		PostgresSource:   source,
+		PostgresSettings: map[string]string{},
+		Rounds:           o.rounds,
+		DurationSeconds:  o.duration.Seconds(),
+		WarmupSeconds:    o.warmup.Seconds(),
+		Method:           method,
+		RawBaseline:      rawBaseline,
+		StreamLength:     o.streamLength,
+		SaveStreamLength: saveStreamLength,
+		ReadEvents:       o.readEvents,
+	}
+	data, metadata, err := encode(newItems("cart-1000000", 0, 1)[0])
+	if err != nil {
+		return m, err
+	}
+	m.DataBytes, m.MetadataBytes = len(data), len(metadata)
+	if err := h.admin.QueryRow(ctx, "SHOW server_version").Scan(&m.PostgresVersion); err != nil {
+		return m, err
+	}
+	rows, err := h.admin.Query(ctx, `SELECT name, current_setting(name) FROM pg_settings
+		WHERE name IN ('synchronous_commit', 'fsync', 'shared_buffers', 'wal_level', 'max_connections',
+		               'full_page_writes', 'commit_delay', 'max_wal_size', 'checkpoint_timeout')`)
+	if err != nil {
+		return m, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return m, err
+		}
+		m.PostgresSettings[name] = value
+	}
+	return m, rows.Err()
+}
+
+// writeTable prints the report for people.
+func writeTable(w io.Writer, r *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tevents/op\twriters\tsystem\tevents/s\tvs raw\tops/s\tstmts/op\tWAL B/event\tserver CPU µs/event\tclient CPU µs/event\t")
+	for _, row := range r.Rows {
+		serverCPU := "n/a"
+		if row.ServerCPUPerEvent != nil {
+			serverCPU = fmt.Sprintf("%.1f", *row.ServerCPUPerEvent)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.2fx\t%s\t%.2f\t%s\t%s\t%.1f\t\n", row.Scenario, row.EventsPerOp, row.Writers,
+			row.System, thousands(row.EventsPerSec), row.RatioToRaw, formatRate(row.OpsPerSec), row.StatementsPerOp,
+			thousands(row.WALBytesPerEvent), serverCPU, row.ClientCPUPerEvent)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	m := r.Meta
+	fmt.Fprintf(w, "\nmedian of %d rounds of %s per system (ABBA order), %s warm-up; Go %s, %d CPUs, PostgreSQL %s\n",
+		m.Rounds, time.Duration(m.DurationSeconds*float64(time.Second)), time.Duration(m.WarmupSeconds*float64(time.Second)),
+		m.GoVersion, m.CPUs, m.PostgresVersion)
+	if c := m.HeadCheck; c != nil {
+		var catchUp float64
+		for _, row := range r.Rows {
+			catchUp = max(catchUp, row.CatchUpMillis)
+		}
+		fmt.Fprintf(w, "sequencer check: head %s, events appended to mire %s: ok=%t; positions lagged the last append by at most %.0fms\n",
+			thousands(float64(c.Head)), thousands(float64(c.EventsAppended)), c.OK, catchUp)
+	}
+	_, err := fmt.Fprintf(w, "ops/s: appends, reads, loads or saves per second; stmts/op: statements the workload sent; "+
+		"WAL: the whole server's; server CPU: the run's backends, sequencer included\n"+
+		"load: events/op is the aggregate's length, replayed or restored from a snapshot, so events/s = %s x loads/s; "+
+		"save: load + record + save, a new aggregate every %d saves\n", thousands(float64(m.ReadEvents)), m.SaveStreamLength)
+	return err
+}
+
+// formatRate formats a rate with one decimal below 100, else like thousands.
+func formatRate(x float64) string {
+	if x < 100 {
+		return fmt.Sprintf("%.1f", x)
+	}
+	return thousands(x)
+}
+
+// writeJSON writes the report to path.
+func writeJSON(path string, r *Report) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(xs))
+	mid := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return sorted[mid]
+	}
+	return (sorted[mid-1] + sorted[mid]) / 2
+}
+
+func round(x float64, decimals int) float64 {
+	scale := math.Pow10(decimals)
+	return math.Round(x*scale) / scale
+}
+
+// thousands formats x rounded to an integer with comma separators.
+func thousands(x float64) string {
+	s := fmt.Sprintf("%d", int64(math.Round(x)))
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
