@@ -1,10 +1,15 @@
 package integration_test
 
 import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/mire-go/mire/schema"
@@ -70,5 +75,52 @@ func TestMigrationFilesAreContiguous(t *testing.T) {
 	}
 	if len(ups) == 0 {
 		t.Fatal("no migrations embedded")
+	}
+}
+
+// A migration that has been released must never change: databases that ran
+// it would silently differ from new ones. schema/migrations.sha256 pins
+// every file; a new migration adds a line (sha256sum *.sql), an edit to an
+// old one fails here.
+func TestMigrationsAreImmutable(t *testing.T) {
+	t.Parallel()
+	sums, err := os.Open("../schema/migrations.sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sums.Close()
+	pinned := map[string]string{}
+	scanner := bufio.NewScanner(sums)
+	for scanner.Scan() {
+		sum, name, ok := strings.Cut(scanner.Text(), "  ")
+		if !ok {
+			t.Fatalf("malformed line %q in migrations.sha256", scanner.Text())
+		}
+		pinned[name] = sum
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := fs.ReadDir(schema.Migrations, schema.MigrationsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := fs.ReadFile(schema.Migrations, schema.MigrationsDir+"/"+e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		want, ok := pinned[e.Name()]
+		switch {
+		case !ok:
+			t.Errorf("%s is not pinned in schema/migrations.sha256: add its line (sha256sum)", e.Name())
+		case hex.EncodeToString(sum[:]) != want:
+			t.Errorf("%s changed after it was pinned: add a new migration instead of editing this one", e.Name())
+		}
+		delete(pinned, e.Name())
+	}
+	for name := range pinned {
+		t.Errorf("schema/migrations.sha256 pins %s, which does not exist", name)
 	}
 }
