@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"testing"
 
@@ -15,10 +14,7 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 	want := `migrated schema "SCHEMA"
 opened an account for Ada with 100; stream at version 2
 clerk 1 withdrew 30
@@ -32,7 +28,7 @@ the account's stream:
   v4 account.money-withdrawn  {"amount": 50}
 read the last 4 events of category "account" newest first, by global position
 `
-	got := bytes.Replace(out.Bytes(), []byte(firstLineSchema(out.Bytes())), []byte("SCHEMA"), 1)
+	got := bytes.Replace([]byte(out), []byte(firstLineSchema([]byte(out))), []byte("SCHEMA"), 1)
 	if diff := cmp.Diff(want, string(got)); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}

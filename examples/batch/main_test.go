@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"regexp"
 	"testing"
@@ -16,13 +14,10 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 	// Throughput depends on the machine: mask it.
 	rate := regexp.MustCompile(`: \d+ events/s`)
-	got := rate.ReplaceAllString(out.String(), ": N events/s")
+	got := rate.ReplaceAllString(out, ": N events/s")
 
 	want := `ingesting 10000 events for 100 streams in chunks of 500
 ingested in 20 transactions of 100 appends: N events/s

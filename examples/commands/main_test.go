@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"os"
 	"testing"
@@ -16,10 +14,7 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 	want := `deposit 50 before opening  rejected: account not open; stream still at version 0
 open for Ada               accepted, stream at version 1
 open for Ada again         rejected: account already open; stream still at version 1
@@ -39,7 +34,7 @@ its stream holds only the accepted commands' events:
   v4 account.money-withdrawn  {"amount": 40}
   v5 account.closed           {}
 `
-	if diff := cmp.Diff(want, out.String()); diff != "" {
+	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"regexp"
 	"strconv"
@@ -17,16 +15,13 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 
 	// The number of conflicts depends on scheduling: mask it.
 	conflictsLine := regexp.MustCompile(`(?m)^(saves that lost a race and were retried: )(\d+)$`)
-	m := conflictsLine.FindStringSubmatch(out.String())
+	m := conflictsLine.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("no conflicts line in output:\n%s", out.String())
+		t.Fatalf("no conflicts line in output:\n%s", out)
 	}
 	// Two writers lined up on one stream collide dozens of times a run; none
 	// at all would mean the writers never overlapped and the demo showed
@@ -35,7 +30,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("no conflicts: the writers did not overlap")
 	}
 	t.Logf("conflicts: %s", m[2])
-	got := conflictsLine.ReplaceAllString(out.String(), "${1}N")
+	got := conflictsLine.ReplaceAllString(out, "${1}N")
 
 	want := `opened an account for Ada; stream at version 1
 2 writers make 50 deposits of 10 each to one account, concurrently

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"testing"
 
@@ -15,10 +13,7 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 	want := `saved 1000 readings in 14 saves of up to 75; snapshots every 100 events
 saved 42 more readings; stream at version 1042
 Load:                replayed 1042 events -> 1042 readings, 138476 Wh
@@ -28,7 +23,7 @@ LoadSnapshotted (v2): replayed 1042 events -> 1042 readings, 138476 Wh, peak 900
 after a v2 snapshot:  replayed    0 events -> 1042 readings, 138476 Wh, peak 9000 Wh
 LoadSnapshotted (v1): replayed 1042 events -> 1042 readings, 138476 Wh
 `
-	if diff := cmp.Diff(want, out.String()); diff != "" {
+	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"testing"
 
@@ -15,10 +13,7 @@ func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Run(context.Background(), &out, pgenv.Pool(t), pgenv.NewSchemaName(t)); err != nil {
-		t.Fatal(err)
-	}
+	out := pgenv.RunProgram(t, Run)
 	want := `opened two accounts:
   Ada balance 100, stream version 1
   Bob balance  20, stream version 1
@@ -37,7 +32,7 @@ the sender's saved half rolled back with the scope:
   Ada balance  70, stream version 22
   Bob balance  50, stream version 22
 `
-	if diff := cmp.Diff(want, out.String()); diff != "" {
+	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}
 }

@@ -1,10 +1,12 @@
 package pgenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -36,4 +38,16 @@ func runMain(name string, run func(context.Context, io.Writer, *pgxpool.Pool, st
 	}
 	defer pool.Close()
 	return run(ctx, os.Stdout, pool, ExamplesSchema)
+}
+
+// RunProgram is the test of an example program: it calls run, as RunMain
+// would, against the test server in a fresh schema of its own, fails t on an
+// error and returns what run printed.
+func RunProgram(t *testing.T, run func(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) error) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(context.Background(), &out, Pool(t), NewSchemaName(t)); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }
