@@ -902,7 +902,7 @@ func TestLoadRacingFirstAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracer := &afterQuery{marker: "name: EventReadStreamForward"}
+	tracer := &afterQuery{marker: "name: EventLoadStream"}
 	config.ConnConfig.Tracer = tracer
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/jackc/pgx/v5"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/store/internal/dbsqlc"
@@ -49,8 +48,9 @@ func LoadOrNew[S any, A core.AggregateOf[S]](ctx context.Context, session Sessio
 // LoadForUpdate is [Load] inside a scope that first locks the aggregate's
 // stream, so that other writers of it wait until the scope ends (or fail
 // with [core.DbLockNotAvailable] once the scope's lock timeout passes, see
-// [Scope.SetLockTimeout]). A stream without events takes no lock and
-// returns [core.ErrStreamNotFound].
+// [Scope.SetLockTimeout]). A stream without events returns
+// [core.ErrStreamNotFound]. Appends that open a stream (NoStream) take no
+// lock: they cannot race an existing stream, whose first version is taken.
 func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Scope, id string) (*core.Root[A], error) {
 	s, tx, err := scope.session()
 	if err != nil {
@@ -60,11 +60,12 @@ func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Sco
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	if _, err := s.queries.StreamVersionForUpdate(ctx, s.db(tx), root.StreamID()); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %q", core.ErrStreamNotFound, root.StreamID())
-		}
+	version, err := s.queries.StreamLock(ctx, s.db(tx), root.StreamID())
+	if err != nil {
 		return nil, s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
+	}
+	if version == 0 {
+		return nil, fmt.Errorf("%w: %q", core.ErrStreamNotFound, root.StreamID())
 	}
 	if err := s.replay(ctx, tx, root, 0); err != nil {
 		return nil, err
@@ -83,9 +84,9 @@ func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
 }
 
 // replay folds root's stream events after version after into root, in
-// order. It reads a page at a time, bounded by the version the stream's row
-// records when the first page is read, and refuses a stream whose events
-// disagree with that version.
+// order. It reads a page at a time, bounded by the stream's version when the
+// first page is read, and refuses a stream whose events are not numbered
+// 1, 2, 3, ... up to that version.
 func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer, after int64) error {
 	streamID := root.StreamID()
 	db := s.db(exec)
@@ -97,7 +98,7 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 		if head == unknown {
 			toVersion = math.MaxInt64
 		}
-		page, err := s.queries.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
+		page, err := s.queries.EventLoadStream(ctx, db, &dbsqlc.EventLoadStreamParams{
 			StreamID: streamID, FromVersion: next, ToVersion: toVersion, MaxEvents: int32(s.config.ReadPageSize)})
 		if err != nil {
 			return s.interpretError(fmt.Sprintf("load %q", streamID), err)
@@ -108,8 +109,8 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 			} else {
 				// No events after `after`: the stream may not exist, may end
 				// there, or may have been appended to since the page was
-				// read. Its row and its events commit together, so once the
-				// row's version is known a bounded re-read tells them apart.
+				// read. Once its version is known a bounded re-read tells
+				// them apart.
 				if head, err = s.emptyHead(ctx, db, streamID, after); err != nil || head == after {
 					return err
 				}
@@ -121,7 +122,7 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 				return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
 					Reason: fmt.Sprintf("expected version %d, found version %d", next, row.Event.StreamVersion)}
 			}
-			recorded, err := recordedFromRow(&row.Event)
+			recorded, err := recordedFromRow(&row.Event, 0)
 			if err != nil {
 				return err
 			}
@@ -151,10 +152,10 @@ type replayer interface {
 	Replay(version int64, data core.EventData) error
 }
 
-// emptyHead returns the version a stream's row records, after a read found
+// emptyHead returns a stream's version, after a read found
 // no events after version after: ErrStreamNotFound for a stream without
-// events, and a CorruptStreamError when the row is behind after (a snapshot
-// ahead of its stream).
+// events, and a CorruptStreamError when the stream is behind after (a
+// snapshot ahead of its stream).
 func (s *EventStore) emptyHead(ctx context.Context, db dbsqlc.DBTX, streamID string, after int64) (int64, error) {
 	version, err := s.queries.StreamVersion(ctx, db, streamID)
 	switch {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,11 +36,10 @@ func (s *EventStore) Append(ctx context.Context, streamID string, expected core.
 }
 
 // AppendTx is [EventStore.Append] inside the caller's transaction: the
-// events commit or roll back with it. A version conflict does not abort tx,
-// and neither does a retry with an Exact or NoStream expectation, which
-// returns the original result. A retry with Any or StreamExists fails with
-// [core.DbUniqueViolation] on the stored event ids, which aborts tx. The
-// stream stays locked against other writers until tx ends.
+// events commit or roll back with it. Neither a version conflict nor a retry
+// (which returns the original result) aborts tx. Until tx ends, the appended
+// versions are taken: another append of them waits for tx, then fails with a
+// conflict if tx committed.
 func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
 	if tx == nil {
 		return nil, &core.InvalidInputError{Field: "tx", Reason: "is nil"}
@@ -47,99 +47,159 @@ func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, e
 	return s.append(ctx, tx, streamID, expected, events)
 }
 
+// maxAppendAttempts bounds how often an append whose expectation still holds
+// is tried again after losing a race (Any and StreamExists appends, whose
+// versions another writer took first).
+const maxAppendAttempts = 100
+
 func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID string, expected core.ExpectedVersion, events []core.Event) (*core.CommittedEvents, error) {
 	params, recorded, err := s.prepareAppend(streamID, expected, events)
 	if err != nil {
 		return nil, err
 	}
-	from, recordedAt, appended, err := s.insertEvents(ctx, exec, params)
-	if err != nil {
-		// With Any or StreamExists a retried append passes the version check
-		// and hits the unique index on event_id. On the pool the failed
-		// statement is gone, so a fresh look tells a retry from a reused id.
-		// A caller's transaction is aborted by the violation: say so.
-		if isEventIDConflict(err) {
-			if _, onPool := exec.(*pgxpool.Pool); onPool {
-				return s.resolveRetry(ctx, exec, params)
-			}
-			return nil, &core.DatabaseError{Kind: core.DbUniqueViolation, Op: fmt.Sprintf("append to %q", streamID), Err: err,
-				Hint: "an event id of this append is already stored, so the transaction is aborted; if this is a retry, " +
-					"the earlier append committed: retry outside a transaction, or with an Exact or NoStream expectation, to get its result"}
+	_, onPool := exec.(*pgxpool.Pool)
+	op := fmt.Sprintf("append to %q", streamID)
+	for attempt := 1; ; attempt++ {
+		from, recordedAt, appended, err := s.insertEvents(ctx, exec, params, onPool)
+		if err != nil {
+			return nil, s.interpretError(op, err)
 		}
-		return nil, s.interpretError(fmt.Sprintf("append to %q", streamID), err)
+		if appended {
+			for i := range recorded {
+				recorded[i].StreamVersion = from + int64(i)
+				recorded[i].RecordedAt = recordedAt
+			}
+			to := from + int64(len(recorded)) - 1
+			return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}, nil
+		}
+
+		// Refused: ask why, in a new statement and so a new snapshot.
+		refused, err := s.queries.EventAppendRefused(ctx, s.db(exec), &dbsqlc.EventAppendRefusedParams{
+			StreamID: params.StreamID, EventIds: params.EventIds})
+		if err != nil {
+			return nil, s.interpretError(op, err)
+		}
+		if refused.DuplicateIds {
+			return s.resolveRetry(ctx, exec, params)
+		}
+		// The expectation still holds: another writer took the versions
+		// first (Any, StreamExists), or committed the version this append
+		// builds on after the statement's snapshot was taken. Try again.
+		if expected.Satisfied(refused.CurrentVersion) && attempt < maxAppendAttempts {
+			continue
+		}
+		return nil, &core.VersionConflictError{StreamID: params.StreamID, Expected: expected, Actual: refused.CurrentVersion}
 	}
-	if !appended {
-		return s.appendRefused(ctx, exec, expected, params)
-	}
-	for i := range recorded {
-		recorded[i].StreamVersion = from + int64(i)
-		recorded[i].RecordedAt = recordedAt
-	}
-	to := from + int64(len(recorded)) - 1
-	return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}, nil
 }
 
-// insertEvents runs the append statement: EventAppendOne for the common
-// single event, EventAppend for a batch. It returns the version of the first
-// event and the commit time, or appended false when the expectation failed.
-func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams) (from int64, recordedAt time.Time, appended bool, err error) {
+// insertEvents runs the append statement that fits: one of the single-event
+// statements, or a batch statement. It returns the version of the first
+// event and the commit time, or appended false when the expectation failed
+// or the versions or event ids were taken.
+func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams, onPool bool) (from int64, recordedAt time.Time, appended bool, err error) {
 	db := s.db(exec)
 	if len(params.EventIds) == 1 {
-		row, err := s.queries.EventAppendOne(ctx, db, &dbsqlc.EventAppendOneParams{
-			StreamID:        params.StreamID,
-			Category:        params.Category,
-			EventID:         params.EventIds[0],
-			EventType:       params.EventTypes[0],
-			Data:            params.Data[0],
-			Headers:         params.Headers[0],
-			CorrelationID:   nonZero(params.CorrelationIds[0]),
-			CausationID:     nonZero(params.CausationIds[0]),
-			ExpectedKind:    params.ExpectedKind,
-			ExpectedVersion: params.ExpectedVersion,
-		})
+		var version int64
+		switch params.ExpectedKind {
+		case kindNoStream:
+			var row *dbsqlc.EventAppendNewRow
+			row, err = s.queries.EventAppendNew(ctx, db, &dbsqlc.EventAppendNewParams{
+				StreamID: params.StreamID, Category: params.Category, EventID: params.EventIds[0],
+				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
+				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
+			})
+			if row != nil {
+				version, recordedAt = row.StreamVersion, row.RecordedAt
+			}
+		case kindExact:
+			var row *dbsqlc.EventAppendExactRow
+			row, err = s.queries.EventAppendExact(ctx, db, &dbsqlc.EventAppendExactParams{
+				StreamID: params.StreamID, NextVersion: params.ExpectedVersion + 1, ExpectedVersion: params.ExpectedVersion,
+				Category: params.Category, EventID: params.EventIds[0],
+				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
+				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
+			})
+			if row != nil {
+				version, recordedAt = row.StreamVersion, row.RecordedAt
+			}
+		default: // Any, StreamExists
+			var minVersion int64
+			if params.ExpectedKind == kindStreamExists {
+				minVersion = 1
+			}
+			var row *dbsqlc.EventAppendNextRow
+			row, err = s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
+				StreamID: params.StreamID, MinVersion: minVersion, Category: params.Category, EventID: params.EventIds[0],
+				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
+				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
+			})
+			if row != nil {
+				version, recordedAt = row.StreamVersion, row.RecordedAt
+			}
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			return 0, time.Time{}, false, nil
 		}
 		if err != nil {
 			return 0, time.Time{}, false, err
 		}
-		return row.StreamVersion, row.RecordedAt.UTC(), true, nil
+		return version, recordedAt.UTC(), true, nil
 	}
-	rows, err := s.queries.EventAppend(ctx, db, params)
-	if err != nil || len(rows) == 0 {
-		return 0, time.Time{}, false, err
+
+	var versions []int64
+	if onPool {
+		// Its own transaction: a conflict fails the statement, and with it
+		// the whole batch.
+		rows, err := s.queries.EventAppendAtomic(ctx, db, (*dbsqlc.EventAppendAtomicParams)(params))
+		if isUniqueViolation(err) {
+			return 0, time.Time{}, false, nil
+		}
+		if err != nil {
+			return 0, time.Time{}, false, err
+		}
+		for _, row := range rows {
+			versions = append(versions, row.StreamVersion)
+			recordedAt = row.RecordedAt
+		}
+	} else {
+		rows, err := s.queries.EventAppend(ctx, db, params)
+		if err != nil {
+			return 0, time.Time{}, false, err
+		}
+		for _, row := range rows {
+			versions = append(versions, row.StreamVersion)
+			recordedAt = row.RecordedAt
+		}
+		if len(versions) > 0 && len(versions) < len(params.EventIds) {
+			// A concurrent append took some of the batch's versions (or it
+			// reuses stored event ids): take back what was stored, in this
+			// same transaction, and report the refusal.
+			err := s.queries.EventDeletePartial(ctx, db, &dbsqlc.EventDeletePartialParams{
+				StreamID: params.StreamID, StreamVersions: versions, EventIds: params.EventIds})
+			return 0, time.Time{}, false, err
+		}
 	}
-	if len(rows) != len(params.EventIds) {
-		// The statement inserts all or nothing; anything else is a bug worth
-		// failing loudly on rather than reporting a partial success.
-		return 0, time.Time{}, false, fmt.Errorf("mire: append to %q stored %d of %d events", params.StreamID, len(rows), len(params.EventIds))
+	if len(versions) == 0 {
+		return 0, time.Time{}, false, nil
 	}
-	from = rows[0].StreamVersion
-	for _, row := range rows {
-		from = min(from, row.StreamVersion)
+	if len(versions) != len(params.EventIds) {
+		return 0, time.Time{}, false, fmt.Errorf("mire: append to %q stored %d of %d events", params.StreamID, len(versions), len(params.EventIds))
 	}
-	return from, rows[0].RecordedAt.UTC(), true, nil
+	return slices.Min(versions), recordedAt.UTC(), true, nil
 }
+
+// The expectation kinds as core.ExpectedVersion.Kind names them.
+const (
+	kindNoStream     = "no_stream"
+	kindExact        = "exact"
+	kindStreamExists = "stream_exists"
+)
 
 func nonZero(id uuid.UUID) *uuid.UUID {
 	if id == uuid.Nil {
 		return nil
 	}
 	return &id
-}
-
-// appendRefused explains an append that wrote nothing: a retry of a
-// committed append, or a version conflict.
-func (s *EventStore) appendRefused(ctx context.Context, exec dbsqlc.DBTX, expected core.ExpectedVersion, params *dbsqlc.EventAppendParams) (*core.CommittedEvents, error) {
-	refused, err := s.queries.EventAppendRefused(ctx, s.db(exec), &dbsqlc.EventAppendRefusedParams{
-		StreamID: params.StreamID, EventIds: params.EventIds})
-	if err != nil {
-		return nil, s.interpretError(fmt.Sprintf("append to %q", params.StreamID), err)
-	}
-	if refused.DuplicateIds {
-		return s.resolveRetry(ctx, exec, params)
-	}
-	return nil, &core.VersionConflictError{StreamID: params.StreamID, Expected: expected, Actual: refused.CurrentVersion}
 }
 
 // prepareAppend validates and encodes an append. It returns the query
@@ -158,7 +218,6 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 	params := &dbsqlc.EventAppendParams{
 		StreamID:        streamID,
 		Category:        categoryOf(streamID),
-		EventCount:      int64(len(events)),
 		ExpectedKind:    expected.Kind(),
 		ExpectedVersion: exactVersion,
 		EventIds:        make([]uuid.UUID, len(events)),
@@ -272,10 +331,12 @@ func containsEscapedNUL(doc []byte) bool {
 	return false
 }
 
-// isEventIDConflict reports a violation of the events' event-id index.
-func isEventIDConflict(err error) bool {
+// isUniqueViolation reports a violation of one of the events' unique
+// indexes: a stream version or an event id already stored.
+func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key"
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
+		(pgErr.ConstraintName == "events_stream_version_key" || pgErr.ConstraintName == "events_event_id_key")
 }
 
 // resolveRetry decides what a refused append whose event IDs are already
@@ -311,7 +372,7 @@ func (s *EventStore) resolveRetry(ctx context.Context, exec dbsqlc.DBTX, params 
 			committed.FromVersion = stored.StreamVersion
 		}
 		committed.ToVersion = stored.StreamVersion
-		recorded, err := recordedFromRow(stored)
+		recorded, err := recordedFromRow(stored, 0)
 		if err != nil {
 			return nil, err
 		}

@@ -109,7 +109,6 @@ func TestConfigValidation(t *testing.T) {
 		{Schema: "a23456789012345678901234567890123456789012345678x"},
 		{MaxEventBytes: -1},
 		{ReadPageSize: -1},
-		{SequenceBatchSize: -1},
 	}
 	for _, c := range bad {
 		c.Schema = cmp.Or(c.Schema, SchemaDefault)

@@ -65,7 +65,7 @@ func (s *EventStore) read(ctx context.Context, exec dbsqlc.DBTX, q core.StreamQu
 				return
 			}
 			for _, row := range rows {
-				recorded, err := recordedFromRow(row)
+				recorded, err := recordedFromRow(row.event, row.position)
 				if err == nil {
 					recorded, err = s.registry.Upcast(recorded)
 				}
@@ -123,10 +123,17 @@ func (p *pager) limit() int32 {
 	return int32(p.pageSize)
 }
 
-func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]*dbsqlc.Event, error) {
+// positioned is a stored event with its global position, 0 if it has none
+// yet.
+type positioned struct {
+	event    *dbsqlc.Event
+	position int64
+}
+
+func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]positioned, error) {
 	q, limit := p.store.queries, p.limit()
 	forward := p.query.Direction == core.Forward
-	var rows []*dbsqlc.Event
+	var rows []positioned
 	switch {
 	case p.query.IsStream() && forward:
 		page, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
@@ -134,48 +141,52 @@ func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]*dbsqlc.Event, erro
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamForwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamForwardRow) positioned {
+			return positioned{&r.Event, orZero(r.GlobalPosition)}
+		})
 	case p.query.IsStream():
 		page, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamBackwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamBackwardRow) positioned {
+			return positioned{&r.Event, orZero(r.GlobalPosition)}
+		})
 	case p.query.Category != "" && forward:
 		page, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryForwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryForwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
 	case p.query.Category != "":
 		page, err := q.EventReadCategoryBackward(ctx, db, &dbsqlc.EventReadCategoryBackwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryBackwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryBackwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
 	case forward:
 		page, err := q.EventReadAllForward(ctx, db, &dbsqlc.EventReadAllForwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadAllForwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadAllForwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
 	default:
 		page, err := q.EventReadAllBackward(ctx, db, &dbsqlc.EventReadAllBackwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadAllBackwardRow) *dbsqlc.Event { return &r.Event })
+		rows = eventsOf(page, func(r *dbsqlc.EventReadAllBackwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
 	}
 	if n := len(rows); n > 0 {
 		last := rows[n-1]
-		key := last.StreamVersion
+		key := last.event.StreamVersion
 		if !p.query.IsStream() {
-			key = *last.GlobalPosition
+			key = last.position
 		}
 		if forward {
 			p.from = key + 1
@@ -190,26 +201,32 @@ func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]*dbsqlc.Event, erro
 	return rows, nil
 }
 
-func eventsOf[R any](page []*R, event func(*R) *dbsqlc.Event) []*dbsqlc.Event {
-	rows := make([]*dbsqlc.Event, len(page))
+func eventsOf[R any](page []*R, event func(*R) positioned) []positioned {
+	rows := make([]positioned, len(page))
 	for i, r := range page {
 		rows[i] = event(r)
 	}
 	return rows
 }
 
-// recordedFromRow converts a stored row; times are returned in UTC.
-func recordedFromRow(row *dbsqlc.Event) (*core.RecordedEvent, error) {
-	recorded := &core.RecordedEvent{
-		StreamID:      row.StreamID,
-		StreamVersion: row.StreamVersion,
-		EventType:     row.EventType,
-		Data:          json.RawMessage(row.Data),
-		RecordedAt:    row.RecordedAt.UTC(),
-		Metadata:      core.EventMetadata{EventID: row.EventID},
+func orZero(position *int64) int64 {
+	if position == nil {
+		return 0
 	}
-	if row.GlobalPosition != nil {
-		recorded.GlobalPosition = *row.GlobalPosition
+	return *position
+}
+
+// recordedFromRow converts a stored row and its global position (0 for none
+// yet); times are returned in UTC.
+func recordedFromRow(row *dbsqlc.Event, position int64) (*core.RecordedEvent, error) {
+	recorded := &core.RecordedEvent{
+		StreamID:       row.StreamID,
+		StreamVersion:  row.StreamVersion,
+		GlobalPosition: position,
+		EventType:      row.EventType,
+		Data:           json.RawMessage(row.Data),
+		RecordedAt:     row.RecordedAt.UTC(),
+		Metadata:       core.EventMetadata{EventID: row.EventID},
 	}
 	if row.CorrelationID != nil {
 		recorded.Metadata.CorrelationID = *row.CorrelationID

@@ -8,26 +8,18 @@ import (
 )
 
 // Sequence assigns global positions to every event committed so far that
-// has none, in insertion order, and returns how many it assigned. It runs in
-// short transactions of its own, serialized with every other sequencer of
-// the schema, and never waits for appending transactions.
+// has none, and returns how many it assigned. Events committed together in
+// one run are numbered in insertion order, which agrees with each stream's
+// version order. It runs in one short transaction of its own, serialized
+// with every other sequencer of the schema, and never waits for appending
+// transactions.
 //
 // Category and whole-log reads call it first (see Config.NoSequenceOnRead);
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
-	batch := int32(s.config.SequenceBatchSize)
-	var total int64
-	for {
-		assigned, err := s.queries.EventSequence(ctx, s.db(s.pool), batch)
-		if err != nil {
-			return total, s.interpretError("sequence", err)
-		}
-		total += assigned
-		if assigned < int64(batch) {
-			return total, nil
-		}
-	}
+	assigned, err := s.queries.EventSequence(ctx, s.db(s.pool))
+	return assigned, s.interpretError("sequence", err)
 }
 
 // Head returns the highest assigned global position, 0 for an empty log.

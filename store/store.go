@@ -29,10 +29,6 @@ const (
 	// ReadPageSizeDefault is how many events a read fetches per round trip.
 	ReadPageSizeDefault = 500
 
-	// SequenceBatchSizeDefault is how many events one sequencer transaction
-	// numbers at most.
-	SequenceBatchSizeDefault = 10_000
-
 	// maxSchemaLength leaves room for the notification channel name
 	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
 	maxSchemaLength = 48
@@ -61,10 +57,6 @@ type Config struct {
 	// ReadPageSize is how many events reads and loads fetch per round trip.
 	// Defaults to ReadPageSizeDefault (500).
 	ReadPageSize int
-
-	// SequenceBatchSize is how many events one sequencer transaction numbers
-	// at most. Defaults to SequenceBatchSizeDefault (10,000).
-	SequenceBatchSize int
 
 	// NoSequenceOnRead stops category and whole-log reads from first
 	// assigning positions to newly committed events. Set it when the pool
@@ -102,7 +94,6 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 	c.Schema = cmp.Or(c.Schema, SchemaDefault)
 	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, MaxEventBytesDefault)
 	c.ReadPageSize = cmp.Or(c.ReadPageSize, ReadPageSizeDefault)
-	c.SequenceBatchSize = cmp.Or(c.SequenceBatchSize, SequenceBatchSizeDefault)
 	if c.Registry == nil {
 		c.Registry = core.NewRegistry()
 	}
@@ -138,8 +129,6 @@ func (c *Config) validate() error {
 		return invalid("MaxEventBytes", "%d is negative", c.MaxEventBytes)
 	case c.ReadPageSize < 0:
 		return invalid("ReadPageSize", "%d is negative", c.ReadPageSize)
-	case c.SequenceBatchSize < 0:
-		return invalid("SequenceBatchSize", "%d is negative", c.SequenceBatchSize)
 	}
 	return nil
 }

@@ -1,31 +1,71 @@
--- name: EventAppend :many
--- Appends a batch of events to one stream in one statement. The stream row
--- is the concurrency gate: the upsert creates it, or checks the expected
--- version against it and bumps it, and its row lock makes writers of one
--- stream queue up, each seeing the previous commit. When the expectation
--- fails nothing is written and no row returns: a lost race is a result, not
--- an exception, so a caller's transaction stays usable.
+-- Appends. The gate is the unique (stream_id, stream_version) index: an
+-- append inserts the versions its expectation implies, after checking in the
+-- same statement that the stream is where the expectation says (its previous
+-- version exists). Two writers of the same version meet in the index: the
+-- second waits for the first and, once it commits, inserts nothing. ON
+-- CONFLICT DO NOTHING makes a lost race (and a retried event id) a result,
+-- not an exception, so a caller's transaction stays usable; the store then
+-- asks EventAppendRefused why.
 --
--- A retried append is caught by the version check for Exact and NoStream
--- (the stream has moved on), and by the unique index on event_id for Any
--- and StreamExists; either way the store then looks for the original.
-WITH head AS (
-    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
-    SELECT @stream_id::text, @event_count::bigint
-    WHERE @expected_kind::text IN ('any', 'no_stream')
-       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                  WHERE existing.stream_id = @stream_id::text)
-    ON CONFLICT (stream_id) DO UPDATE
-    SET version = stream.version + excluded.version,
-        updated_at = now()
-    WHERE @expected_kind::text IN ('any', 'stream_exists')
-       OR (@expected_kind::text = 'exact' AND stream.version = @expected_version::bigint)
-    RETURNING stream.version - @event_count::bigint AS base_version
-)
+-- Appends to an existing stream take its stream lock in shared mode, so that
+-- LoadForUpdate (exclusive) holds them off; appends never block each other
+-- on it. Each statement is its own prepared statement with no parameter the
+-- planner could fold, so PostgreSQL settles on one generic plan instead of
+-- planning every call.
+
+-- name: EventAppendNew :one
+-- One event opening a stream (NoStream): version 1, refused if it exists.
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+VALUES (@stream_id::text, 1, sqlc.narg(category)::text, @event_id::uuid, @event_type::text, @data::jsonb,
+        sqlc.narg(headers)::jsonb, sqlc.narg(correlation_id)::uuid, sqlc.narg(causation_id)::uuid)
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at;
+
+-- name: EventAppendExact :one
+-- One event at version expected+1 (next_version, which sqlc cannot compute
+-- here) of a stream at version expected >= 1.
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT @stream_id::text, @next_version::bigint, sqlc.narg(category)::text, @event_id::uuid,
+       @event_type::text, @data::jsonb, sqlc.narg(headers)::jsonb, sqlc.narg(correlation_id)::uuid,
+       sqlc.narg(causation_id)::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = @stream_id::text
+                AND previous.stream_version = @expected_version::bigint)
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at;
+
+-- name: EventAppendNext :one
+-- One event after the stream's current version (Any), or only if the stream
+-- has at least min_version events (StreamExists: 1).
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT @stream_id::text, head.version + 1, sqlc.narg(category)::text, @event_id::uuid,
+       @event_type::text, @data::jsonb, sqlc.narg(headers)::jsonb, sqlc.narg(correlation_id)::uuid,
+       sqlc.narg(causation_id)::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = @stream_id::text) AS head
+WHERE head.version >= @min_version::bigint
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at;
+
+-- name: EventAppend :many
+-- A batch of events in one statement, for every kind of expectation: the
+-- stream's current version must satisfy it, and the events take the
+-- versions after it. ON CONFLICT DO NOTHING can store part of a batch when a
+-- concurrent append took some of its versions; the store deletes such a
+-- partial batch again in the same transaction (EventDeletePartial), or on
+-- the pool uses EventAppendAtomic instead.
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT @stream_id::text,
-       h.base_version + batch.n,
+       head.version + batch.n,
        sqlc.narg(category)::text,
        batch.event_id,
        (@event_types::text[])[batch.n],
@@ -33,46 +73,61 @@ SELECT @stream_id::text,
        (@headers::jsonb[])[batch.n],
        nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
-FROM head AS h
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = @stream_id::text) AS head
 CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE @expected_kind::text
+          WHEN 'any' THEN true
+          WHEN 'stream_exists' THEN head.version >= 1
+          ELSE head.version = @expected_version::bigint
+      END
+ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at;
 
--- name: EventAppendOne :one
--- EventAppend for a single event, with scalar parameters: the common case,
--- without the cost of encoding, decoding and subscripting arrays.
-WITH head AS (
-    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
-    SELECT @stream_id::text, 1
-    WHERE @expected_kind::text IN ('any', 'no_stream')
-       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                  WHERE existing.stream_id = @stream_id::text)
-    ON CONFLICT (stream_id) DO UPDATE
-    SET version = stream.version + 1,
-        updated_at = now()
-    WHERE @expected_kind::text IN ('any', 'stream_exists')
-       OR (@expected_kind::text = 'exact' AND stream.version = @expected_version::bigint)
-    RETURNING stream.version
-)
+-- name: EventAppendAtomic :many
+-- EventAppend without ON CONFLICT, for a batch appended in its own
+-- transaction: a conflict fails the whole statement, so nothing of it stays.
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT @stream_id::text,
-       h.version,
+       head.version + batch.n,
        sqlc.narg(category)::text,
-       @event_id::uuid,
-       @event_type::text,
-       @data::jsonb,
-       sqlc.narg(headers)::jsonb,
-       sqlc.narg(correlation_id)::uuid,
-       sqlc.narg(causation_id)::uuid
-FROM head AS h
+       batch.event_id,
+       (@event_types::text[])[batch.n],
+       (@data::jsonb[])[batch.n],
+       (@headers::jsonb[])[batch.n],
+       nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = @stream_id::text) AS head
+CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE @expected_kind::text
+          WHEN 'any' THEN true
+          WHEN 'stream_exists' THEN head.version >= 1
+          ELSE head.version = @expected_version::bigint
+      END
 RETURNING stream_version, recorded_at;
+
+-- name: EventDeletePartial :exec
+-- Takes back the part of a batch that EventAppend stored before running into
+-- a concurrent append: rows of this transaction, invisible to anyone else.
+DELETE FROM /* TEMPLATE: schema */events
+WHERE stream_id = @stream_id::text
+  AND stream_version = ANY(@stream_versions::bigint[])
+  AND event_id = ANY(@event_ids::uuid[]);
 
 -- name: EventAppendRefused :one
 -- Why an append wrote nothing: the stream's version now (a new statement,
 -- so a new snapshot: the version that won) and whether any of the event ids
 -- is stored (a retried append).
 SELECT coalesce((
-           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = @stream_id::text
+           SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
        ), 0)::bigint AS current_version,
        EXISTS (
            SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY(@event_ids::uuid[])
@@ -97,79 +152,112 @@ ORDER BY batch.n;
 
 -- name: StreamVersion :one
 SELECT coalesce((
-    SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = @stream_id::text
+    SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
 ), 0)::bigint AS version;
 
--- name: StreamVersionForUpdate :one
-SELECT version FROM /* TEMPLATE: schema */streams
-WHERE stream_id = @stream_id::text
-FOR UPDATE;
+-- name: StreamLock :one
+-- Locks a stream for the rest of the transaction, exclusively: appends to it
+-- from other transactions (which take the lock shared) wait until this one
+-- ends. Returns the stream's version once the lock is held, from a snapshot
+-- taken after it: 0 for a stream without events.
+SELECT coalesce((
+    SELECT max(stream_version) FROM /* TEMPLATE: schema */events
+    WHERE stream_id = @stream_id::text
+), 0)::bigint AS version
+FROM (SELECT pg_advisory_xact_lock(
+          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock;
+
+-- Reads. Stream reads come straight from events (with the position, once
+-- the event has one); category and whole-log reads walk event_log in
+-- position order and so see only sequenced events, a gapless prefix.
 
 -- name: EventReadStreamForward :many
--- One page of a stream, oldest first, with the stream's recorded version so
--- that a load can bound itself and detect a corrupt stream.
+-- One page of a stream, oldest first, with the stream's version as of this
+-- statement so that a load can bound itself and detect a corrupt stream.
 SELECT coalesce((
-           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = @stream_id::text
+           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = @stream_id::text
+       ), 0)::bigint AS stream_head,
+       log.global_position,
+       sqlc.embed(events)
+FROM /* TEMPLATE: schema */events
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+WHERE events.stream_id = @stream_id::text
+  AND events.stream_version >= @from_version::bigint
+  AND events.stream_version <= @to_version::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY events.stream_version
+LIMIT @max_events::integer;
+
+-- name: EventLoadStream :many
+-- EventReadStreamForward for loading an aggregate, which needs no global
+-- positions: one index range scan, no join.
+SELECT coalesce((
+           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = @stream_id::text
        ), 0)::bigint AS stream_head,
        sqlc.embed(events)
 FROM /* TEMPLATE: schema */events
-WHERE stream_id = @stream_id::text
-  AND stream_version >= @from_version::bigint
-  AND stream_version <= @to_version::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY stream_version
+WHERE events.stream_id = @stream_id::text
+  AND events.stream_version >= @from_version::bigint
+  AND events.stream_version <= @to_version::bigint
+ORDER BY events.stream_version
 LIMIT @max_events::integer;
 
 -- name: EventReadStreamBackward :many
-SELECT sqlc.embed(events)
+SELECT log.global_position, sqlc.embed(events)
 FROM /* TEMPLATE: schema */events
-WHERE stream_id = @stream_id::text
-  AND stream_version <= @from_version::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY stream_version DESC
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+WHERE events.stream_id = @stream_id::text
+  AND events.stream_version <= @from_version::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY events.stream_version DESC
 LIMIT @max_events::integer;
 
 -- name: EventReadAllForward :many
-SELECT sqlc.embed(events)
-FROM /* TEMPLATE: schema */events
-WHERE global_position >= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY global_position
+SELECT log.global_position, sqlc.embed(events)
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.global_position >= @from_position::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY log.global_position
 LIMIT @max_events::integer;
 
 -- name: EventReadAllBackward :many
-SELECT sqlc.embed(events)
-FROM /* TEMPLATE: schema */events
-WHERE global_position <= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY global_position DESC
+SELECT log.global_position, sqlc.embed(events)
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.global_position <= @from_position::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY log.global_position DESC
 LIMIT @max_events::integer;
 
 -- name: EventReadCategoryForward :many
-SELECT sqlc.embed(events)
-FROM /* TEMPLATE: schema */events
-WHERE category = @category::text
-  AND global_position >= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY global_position
+SELECT log.global_position, sqlc.embed(events)
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.category = @category::text
+  AND log.global_position >= @from_position::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY log.global_position
 LIMIT @max_events::integer;
 
 -- name: EventReadCategoryBackward :many
-SELECT sqlc.embed(events)
-FROM /* TEMPLATE: schema */events
-WHERE category = @category::text
-  AND global_position <= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR event_type = ANY(@event_types::text[]))
-ORDER BY global_position DESC
+SELECT log.global_position, sqlc.embed(events)
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.category = @category::text
+  AND log.global_position <= @from_position::bigint
+  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
+ORDER BY log.global_position DESC
 LIMIT @max_events::integer;
 
 -- name: EventSequence :one
--- Assigns global positions to committed, unsequenced events; see
+-- Assigns global positions to the events committed since the last run; see
 -- sequence_events in schema/migrations.
-SELECT /* TEMPLATE: schema */sequence_events(@max_events::integer)::bigint AS assigned;
+SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned;
 
 -- name: EventHead :one
 -- The highest assigned global position, 0 for an empty log.
 SELECT coalesce(max(global_position), 0)::bigint AS head
-FROM /* TEMPLATE: schema */events
-WHERE global_position IS NOT NULL;
+FROM /* TEMPLATE: schema */event_log;

@@ -13,23 +13,10 @@ import (
 )
 
 const eventAppend = `-- name: EventAppend :many
-WITH head AS (
-    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
-    SELECT $1::text, $9::bigint
-    WHERE $10::text IN ('any', 'no_stream')
-       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                  WHERE existing.stream_id = $1::text)
-    ON CONFLICT (stream_id) DO UPDATE
-    SET version = stream.version + excluded.version,
-        updated_at = now()
-    WHERE $10::text IN ('any', 'stream_exists')
-       OR ($10::text = 'exact' AND stream.version = $11::bigint)
-    RETURNING stream.version - $9::bigint AS base_version
-)
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT $1::text,
-       h.base_version + batch.n,
+       head.version + batch.n,
        $2::text,
        batch.event_id,
        ($3::text[])[batch.n],
@@ -37,8 +24,18 @@ SELECT $1::text,
        ($5::jsonb[])[batch.n],
        nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
-FROM head AS h
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = $1::text) AS head
 CROSS JOIN unnest($8::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE $9::text
+          WHEN 'any' THEN true
+          WHEN 'stream_exists' THEN head.version >= 1
+          ELSE head.version = $10::bigint
+      END
+ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 `
 
@@ -51,7 +48,6 @@ type EventAppendParams struct {
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
 	EventIds        []uuid.UUID
-	EventCount      int64
 	ExpectedKind    string
 	ExpectedVersion int64
 }
@@ -61,16 +57,12 @@ type EventAppendRow struct {
 	RecordedAt    time.Time
 }
 
-// Appends a batch of events to one stream in one statement. The stream row
-// is the concurrency gate: the upsert creates it, or checks the expected
-// version against it and bumps it, and its row lock makes writers of one
-// stream queue up, each seeing the previous commit. When the expectation
-// fails nothing is written and no row returns: a lost race is a result, not
-// an exception, so a caller's transaction stays usable.
-//
-// A retried append is caught by the version check for Exact and NoStream
-// (the stream has moved on), and by the unique index on event_id for Any
-// and StreamExists; either way the store then looks for the original.
+// A batch of events in one statement, for every kind of expectation: the
+// stream's current version must satisfy it, and the events take the
+// versions after it. ON CONFLICT DO NOTHING can store part of a batch when a
+// concurrent append took some of its versions; the store deletes such a
+// partial batch again in the same transaction (EventDeletePartial), or on
+// the pool uses EventAppendAtomic instead.
 func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendParams) ([]*EventAppendRow, error) {
 	rows, err := db.Query(ctx, eventAppend,
 		arg.StreamID,
@@ -81,7 +73,6 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 		arg.CorrelationIds,
 		arg.CausationIds,
 		arg.EventIds,
-		arg.EventCount,
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
 	)
@@ -103,37 +94,101 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 	return items, nil
 }
 
-const eventAppendOne = `-- name: EventAppendOne :one
-WITH head AS (
-    INSERT INTO /* TEMPLATE: schema */streams AS stream (stream_id, version)
-    SELECT $1::text, 1
-    WHERE $9::text IN ('any', 'no_stream')
-       OR EXISTS (SELECT 1 FROM /* TEMPLATE: schema */streams AS existing
-                  WHERE existing.stream_id = $1::text)
-    ON CONFLICT (stream_id) DO UPDATE
-    SET version = stream.version + 1,
-        updated_at = now()
-    WHERE $9::text IN ('any', 'stream_exists')
-       OR ($9::text = 'exact' AND stream.version = $10::bigint)
-    RETURNING stream.version
-)
+const eventAppendAtomic = `-- name: EventAppendAtomic :many
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT $1::text,
-       h.version,
+       head.version + batch.n,
        $2::text,
-       $3::uuid,
-       $4::text,
-       $5::jsonb,
-       $6::jsonb,
-       $7::uuid,
-       $8::uuid
-FROM head AS h
+       batch.event_id,
+       ($3::text[])[batch.n],
+       ($4::jsonb[])[batch.n],
+       ($5::jsonb[])[batch.n],
+       nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = $1::text) AS head
+CROSS JOIN unnest($8::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE $9::text
+          WHEN 'any' THEN true
+          WHEN 'stream_exists' THEN head.version >= 1
+          ELSE head.version = $10::bigint
+      END
 RETURNING stream_version, recorded_at
 `
 
-type EventAppendOneParams struct {
+type EventAppendAtomicParams struct {
 	StreamID        string
+	Category        *string
+	EventTypes      []string
+	Data            [][]byte
+	Headers         [][]byte
+	CorrelationIds  []uuid.UUID
+	CausationIds    []uuid.UUID
+	EventIds        []uuid.UUID
+	ExpectedKind    string
+	ExpectedVersion int64
+}
+
+type EventAppendAtomicRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// EventAppend without ON CONFLICT, for a batch appended in its own
+// transaction: a conflict fails the whole statement, so nothing of it stays.
+func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppendAtomicParams) ([]*EventAppendAtomicRow, error) {
+	rows, err := db.Query(ctx, eventAppendAtomic,
+		arg.StreamID,
+		arg.Category,
+		arg.EventTypes,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationIds,
+		arg.CausationIds,
+		arg.EventIds,
+		arg.ExpectedKind,
+		arg.ExpectedVersion,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventAppendAtomicRow
+	for rows.Next() {
+		var i EventAppendAtomicRow
+		if err := rows.Scan(&i.StreamVersion, &i.RecordedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventAppendExact = `-- name: EventAppendExact :one
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text, $2::bigint, $3::text, $4::uuid,
+       $5::text, $6::jsonb, $7::jsonb, $8::uuid,
+       $9::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = $1::text
+                AND previous.stream_version = $10::bigint)
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendExactParams struct {
+	StreamID        string
+	NextVersion     int64
 	Category        *string
 	EventID         uuid.UUID
 	EventType       string
@@ -141,19 +196,77 @@ type EventAppendOneParams struct {
 	Headers         []byte
 	CorrelationID   *uuid.UUID
 	CausationID     *uuid.UUID
-	ExpectedKind    string
 	ExpectedVersion int64
 }
 
-type EventAppendOneRow struct {
+type EventAppendExactRow struct {
 	StreamVersion int64
 	RecordedAt    time.Time
 }
 
-// EventAppend for a single event, with scalar parameters: the common case,
-// without the cost of encoding, decoding and subscripting arrays.
-func (q *Queries) EventAppendOne(ctx context.Context, db DBTX, arg *EventAppendOneParams) (*EventAppendOneRow, error) {
-	row := db.QueryRow(ctx, eventAppendOne,
+// One event at version expected+1 (next_version, which sqlc cannot compute
+// here) of a stream at version expected >= 1.
+func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppendExactParams) (*EventAppendExactRow, error) {
+	row := db.QueryRow(ctx, eventAppendExact,
+		arg.StreamID,
+		arg.NextVersion,
+		arg.Category,
+		arg.EventID,
+		arg.EventType,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.ExpectedVersion,
+	)
+	var i EventAppendExactRow
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	return &i, err
+}
+
+const eventAppendNew = `-- name: EventAppendNew :one
+
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+VALUES ($1::text, 1, $2::text, $3::uuid, $4::text, $5::jsonb,
+        $6::jsonb, $7::uuid, $8::uuid)
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendNewParams struct {
+	StreamID      string
+	Category      *string
+	EventID       uuid.UUID
+	EventType     string
+	Data          []byte
+	Headers       []byte
+	CorrelationID *uuid.UUID
+	CausationID   *uuid.UUID
+}
+
+type EventAppendNewRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// Appends. The gate is the unique (stream_id, stream_version) index: an
+// append inserts the versions its expectation implies, after checking in the
+// same statement that the stream is where the expectation says (its previous
+// version exists). Two writers of the same version meet in the index: the
+// second waits for the first and, once it commits, inserts nothing. ON
+// CONFLICT DO NOTHING makes a lost race (and a retried event id) a result,
+// not an exception, so a caller's transaction stays usable; the store then
+// asks EventAppendRefused why.
+//
+// Appends to an existing stream take its stream lock in shared mode, so that
+// LoadForUpdate (exclusive) holds them off; appends never block each other
+// on it. Each statement is its own prepared statement with no parameter the
+// planner could fold, so PostgreSQL settles on one generic plan instead of
+// planning every call.
+// One event opening a stream (NoStream): version 1, refused if it exists.
+func (q *Queries) EventAppendNew(ctx context.Context, db DBTX, arg *EventAppendNewParams) (*EventAppendNewRow, error) {
+	row := db.QueryRow(ctx, eventAppendNew,
 		arg.StreamID,
 		arg.Category,
 		arg.EventID,
@@ -162,17 +275,67 @@ func (q *Queries) EventAppendOne(ctx context.Context, db DBTX, arg *EventAppendO
 		arg.Headers,
 		arg.CorrelationID,
 		arg.CausationID,
-		arg.ExpectedKind,
-		arg.ExpectedVersion,
 	)
-	var i EventAppendOneRow
+	var i EventAppendNewRow
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	return &i, err
+}
+
+const eventAppendNext = `-- name: EventAppendNext :one
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text, head.version + 1, $2::text, $3::uuid,
+       $4::text, $5::jsonb, $6::jsonb, $7::uuid,
+       $8::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = $1::text) AS head
+WHERE head.version >= $9::bigint
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendNextParams struct {
+	StreamID      string
+	Category      *string
+	EventID       uuid.UUID
+	EventType     string
+	Data          []byte
+	Headers       []byte
+	CorrelationID *uuid.UUID
+	CausationID   *uuid.UUID
+	MinVersion    int64
+}
+
+type EventAppendNextRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// One event after the stream's current version (Any), or only if the stream
+// has at least min_version events (StreamExists: 1).
+func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppendNextParams) (*EventAppendNextRow, error) {
+	row := db.QueryRow(ctx, eventAppendNext,
+		arg.StreamID,
+		arg.Category,
+		arg.EventID,
+		arg.EventType,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.MinVersion,
+	)
+	var i EventAppendNextRow
 	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
 	return &i, err
 }
 
 const eventAppendRefused = `-- name: EventAppendRefused :one
 SELECT coalesce((
-           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = $1::text
+           SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
        ), 0)::bigint AS current_version,
        EXISTS (
            SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY($2::uuid[])
@@ -199,8 +362,28 @@ func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventApp
 	return &i, err
 }
 
+const eventDeletePartial = `-- name: EventDeletePartial :exec
+DELETE FROM /* TEMPLATE: schema */events
+WHERE stream_id = $1::text
+  AND stream_version = ANY($2::bigint[])
+  AND event_id = ANY($3::uuid[])
+`
+
+type EventDeletePartialParams struct {
+	StreamID       string
+	StreamVersions []int64
+	EventIds       []uuid.UUID
+}
+
+// Takes back the part of a batch that EventAppend stored before running into
+// a concurrent append: rows of this transaction, invisible to anyone else.
+func (q *Queries) EventDeletePartial(ctx context.Context, db DBTX, arg *EventDeletePartialParams) error {
+	_, err := db.Exec(ctx, eventDeletePartial, arg.StreamID, arg.StreamVersions, arg.EventIds)
+	return err
+}
+
 const eventFindByIDs = `-- name: EventFindByIDs :many
-SELECT stored.seq, stored.global_position, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at,
+SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid,
        (stored.event_type = ($1::text[])[batch.n]
         AND stored.data = ($2::jsonb[])[batch.n]
         AND stored.headers IS NOT DISTINCT FROM ($3::jsonb[])[batch.n]
@@ -249,7 +432,6 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 		var i EventFindByIDsRow
 		if err := rows.Scan(
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -260,6 +442,7 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 			&i.SameContent,
 		); err != nil {
 			return nil, err
@@ -274,8 +457,7 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 
 const eventHead = `-- name: EventHead :one
 SELECT coalesce(max(global_position), 0)::bigint AS head
-FROM /* TEMPLATE: schema */events
-WHERE global_position IS NOT NULL
+FROM /* TEMPLATE: schema */event_log
 `
 
 // The highest assigned global position, 0 for an empty log.
@@ -286,12 +468,80 @@ func (q *Queries) EventHead(ctx context.Context, db DBTX) (int64, error) {
 	return head, err
 }
 
-const eventReadAllBackward = `-- name: EventReadAllBackward :many
-SELECT events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+const eventLoadStream = `-- name: EventLoadStream :many
+SELECT coalesce((
+           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = $1::text
+       ), 0)::bigint AS stream_head,
+       events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
 FROM /* TEMPLATE: schema */events
-WHERE global_position <= $1::bigint
-  AND (coalesce(cardinality($2::text[]), 0) = 0 OR event_type = ANY($2::text[]))
-ORDER BY global_position DESC
+WHERE events.stream_id = $1::text
+  AND events.stream_version >= $2::bigint
+  AND events.stream_version <= $3::bigint
+ORDER BY events.stream_version
+LIMIT $4::integer
+`
+
+type EventLoadStreamParams struct {
+	StreamID    string
+	FromVersion int64
+	ToVersion   int64
+	MaxEvents   int32
+}
+
+type EventLoadStreamRow struct {
+	StreamHead int64
+	Event      Event
+}
+
+// EventReadStreamForward for loading an aggregate, which needs no global
+// positions: one index range scan, no join.
+func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadStreamParams) ([]*EventLoadStreamRow, error) {
+	rows, err := db.Query(ctx, eventLoadStream,
+		arg.StreamID,
+		arg.FromVersion,
+		arg.ToVersion,
+		arg.MaxEvents,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventLoadStreamRow
+	for rows.Next() {
+		var i EventLoadStreamRow
+		if err := rows.Scan(
+			&i.StreamHead,
+			&i.Event.Seq,
+			&i.Event.StreamID,
+			&i.Event.StreamVersion,
+			&i.Event.Category,
+			&i.Event.EventID,
+			&i.Event.EventType,
+			&i.Event.Data,
+			&i.Event.Headers,
+			&i.Event.CorrelationID,
+			&i.Event.CausationID,
+			&i.Event.RecordedAt,
+			&i.Event.Xid,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventReadAllBackward = `-- name: EventReadAllBackward :many
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.global_position <= $1::bigint
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR events.event_type = ANY($2::text[]))
+ORDER BY log.global_position DESC
 LIMIT $3::integer
 `
 
@@ -302,7 +552,8 @@ type EventReadAllBackwardParams struct {
 }
 
 type EventReadAllBackwardRow struct {
-	Event Event
+	GlobalPosition int64
+	Event          Event
 }
 
 func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventReadAllBackwardParams) ([]*EventReadAllBackwardRow, error) {
@@ -315,8 +566,8 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 	for rows.Next() {
 		var i EventReadAllBackwardRow
 		if err := rows.Scan(
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -327,6 +578,7 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -339,11 +591,12 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 }
 
 const eventReadAllForward = `-- name: EventReadAllForward :many
-SELECT events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
-FROM /* TEMPLATE: schema */events
-WHERE global_position >= $1::bigint
-  AND (coalesce(cardinality($2::text[]), 0) = 0 OR event_type = ANY($2::text[]))
-ORDER BY global_position
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.global_position >= $1::bigint
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR events.event_type = ANY($2::text[]))
+ORDER BY log.global_position
 LIMIT $3::integer
 `
 
@@ -354,7 +607,8 @@ type EventReadAllForwardParams struct {
 }
 
 type EventReadAllForwardRow struct {
-	Event Event
+	GlobalPosition int64
+	Event          Event
 }
 
 func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventReadAllForwardParams) ([]*EventReadAllForwardRow, error) {
@@ -367,8 +621,8 @@ func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventRe
 	for rows.Next() {
 		var i EventReadAllForwardRow
 		if err := rows.Scan(
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -379,6 +633,7 @@ func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventRe
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -391,12 +646,13 @@ func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventRe
 }
 
 const eventReadCategoryBackward = `-- name: EventReadCategoryBackward :many
-SELECT events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
-FROM /* TEMPLATE: schema */events
-WHERE category = $1::text
-  AND global_position <= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR event_type = ANY($3::text[]))
-ORDER BY global_position DESC
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.category = $1::text
+  AND log.global_position <= $2::bigint
+  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
+ORDER BY log.global_position DESC
 LIMIT $4::integer
 `
 
@@ -408,7 +664,8 @@ type EventReadCategoryBackwardParams struct {
 }
 
 type EventReadCategoryBackwardRow struct {
-	Event Event
+	GlobalPosition int64
+	Event          Event
 }
 
 func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *EventReadCategoryBackwardParams) ([]*EventReadCategoryBackwardRow, error) {
@@ -426,8 +683,8 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 	for rows.Next() {
 		var i EventReadCategoryBackwardRow
 		if err := rows.Scan(
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -438,6 +695,7 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -450,12 +708,13 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 }
 
 const eventReadCategoryForward = `-- name: EventReadCategoryForward :many
-SELECT events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
-FROM /* TEMPLATE: schema */events
-WHERE category = $1::text
-  AND global_position >= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR event_type = ANY($3::text[]))
-ORDER BY global_position
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+FROM /* TEMPLATE: schema */event_log AS log
+JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
+WHERE log.category = $1::text
+  AND log.global_position >= $2::bigint
+  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
+ORDER BY log.global_position
 LIMIT $4::integer
 `
 
@@ -467,7 +726,8 @@ type EventReadCategoryForwardParams struct {
 }
 
 type EventReadCategoryForwardRow struct {
-	Event Event
+	GlobalPosition int64
+	Event          Event
 }
 
 func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *EventReadCategoryForwardParams) ([]*EventReadCategoryForwardRow, error) {
@@ -485,8 +745,8 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 	for rows.Next() {
 		var i EventReadCategoryForwardRow
 		if err := rows.Scan(
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -497,6 +757,7 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -509,12 +770,13 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-SELECT events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
 FROM /* TEMPLATE: schema */events
-WHERE stream_id = $1::text
-  AND stream_version <= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR event_type = ANY($3::text[]))
-ORDER BY stream_version DESC
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+WHERE events.stream_id = $1::text
+  AND events.stream_version <= $2::bigint
+  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
+ORDER BY events.stream_version DESC
 LIMIT $4::integer
 `
 
@@ -526,7 +788,8 @@ type EventReadStreamBackwardParams struct {
 }
 
 type EventReadStreamBackwardRow struct {
-	Event Event
+	GlobalPosition *int64
+	Event          Event
 }
 
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
@@ -544,8 +807,8 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 	for rows.Next() {
 		var i EventReadStreamBackwardRow
 		if err := rows.Scan(
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -556,6 +819,7 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -568,16 +832,20 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 }
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
+
 SELECT coalesce((
-           SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = $1::text
+           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = $1::text
        ), 0)::bigint AS stream_head,
-       events.seq, events.global_position, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+       log.global_position,
+       events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
 FROM /* TEMPLATE: schema */events
-WHERE stream_id = $1::text
-  AND stream_version >= $2::bigint
-  AND stream_version <= $3::bigint
-  AND (coalesce(cardinality($4::text[]), 0) = 0 OR event_type = ANY($4::text[]))
-ORDER BY stream_version
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+WHERE events.stream_id = $1::text
+  AND events.stream_version >= $2::bigint
+  AND events.stream_version <= $3::bigint
+  AND (coalesce(cardinality($4::text[]), 0) = 0 OR events.event_type = ANY($4::text[]))
+ORDER BY events.stream_version
 LIMIT $5::integer
 `
 
@@ -590,12 +858,16 @@ type EventReadStreamForwardParams struct {
 }
 
 type EventReadStreamForwardRow struct {
-	StreamHead int64
-	Event      Event
+	StreamHead     int64
+	GlobalPosition *int64
+	Event          Event
 }
 
-// One page of a stream, oldest first, with the stream's recorded version so
-// that a load can bound itself and detect a corrupt stream.
+// Reads. Stream reads come straight from events (with the position, once
+// the event has one); category and whole-log reads walk event_log in
+// position order and so see only sequenced events, a gapless prefix.
+// One page of a stream, oldest first, with the stream's version as of this
+// statement so that a load can bound itself and detect a corrupt stream.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
@@ -613,8 +885,8 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 		var i EventReadStreamForwardRow
 		if err := rows.Scan(
 			&i.StreamHead,
+			&i.GlobalPosition,
 			&i.Event.Seq,
-			&i.Event.GlobalPosition,
 			&i.Event.StreamID,
 			&i.Event.StreamVersion,
 			&i.Event.Category,
@@ -625,6 +897,7 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 			&i.Event.CorrelationID,
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
+			&i.Event.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -637,39 +910,46 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 }
 
 const eventSequence = `-- name: EventSequence :one
-SELECT /* TEMPLATE: schema */sequence_events($1::integer)::bigint AS assigned
+SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned
 `
 
-// Assigns global positions to committed, unsequenced events; see
+// Assigns global positions to the events committed since the last run; see
 // sequence_events in schema/migrations.
-func (q *Queries) EventSequence(ctx context.Context, db DBTX, maxEvents int32) (int64, error) {
-	row := db.QueryRow(ctx, eventSequence, maxEvents)
+func (q *Queries) EventSequence(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, eventSequence)
 	var assigned int64
 	err := row.Scan(&assigned)
 	return assigned, err
 }
 
-const streamVersion = `-- name: StreamVersion :one
+const streamLock = `-- name: StreamLock :one
 SELECT coalesce((
-    SELECT version FROM /* TEMPLATE: schema */streams WHERE stream_id = $1::text
+    SELECT max(stream_version) FROM /* TEMPLATE: schema */events
+    WHERE stream_id = $1::text
 ), 0)::bigint AS version
+FROM (SELECT pg_advisory_xact_lock(
+          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
 `
 
-func (q *Queries) StreamVersion(ctx context.Context, db DBTX, streamID string) (int64, error) {
-	row := db.QueryRow(ctx, streamVersion, streamID)
+// Locks a stream for the rest of the transaction, exclusively: appends to it
+// from other transactions (which take the lock shared) wait until this one
+// ends. Returns the stream's version once the lock is held, from a snapshot
+// taken after it: 0 for a stream without events.
+func (q *Queries) StreamLock(ctx context.Context, db DBTX, streamID string) (int64, error) {
+	row := db.QueryRow(ctx, streamLock, streamID)
 	var version int64
 	err := row.Scan(&version)
 	return version, err
 }
 
-const streamVersionForUpdate = `-- name: StreamVersionForUpdate :one
-SELECT version FROM /* TEMPLATE: schema */streams
-WHERE stream_id = $1::text
-FOR UPDATE
+const streamVersion = `-- name: StreamVersion :one
+SELECT coalesce((
+    SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
+), 0)::bigint AS version
 `
 
-func (q *Queries) StreamVersionForUpdate(ctx context.Context, db DBTX, streamID string) (int64, error) {
-	row := db.QueryRow(ctx, streamVersionForUpdate, streamID)
+func (q *Queries) StreamVersion(ctx context.Context, db DBTX, streamID string) (int64, error) {
+	row := db.QueryRow(ctx, streamVersion, streamID)
 	var version int64
 	err := row.Scan(&version)
 	return version, err

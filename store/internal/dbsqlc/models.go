@@ -11,18 +11,30 @@ import (
 )
 
 type Event struct {
+	Seq           int64
+	StreamID      string
+	StreamVersion int64
+	Category      *string
+	EventID       uuid.UUID
+	EventType     string
+	Data          []byte
+	Headers       []byte
+	CorrelationID *uuid.UUID
+	CausationID   *uuid.UUID
+	RecordedAt    time.Time
+	Xid           uint64
+}
+
+type EventLog struct {
+	GlobalPosition int64
 	Seq            int64
-	GlobalPosition *int64
-	StreamID       string
-	StreamVersion  int64
+	Xid            uint64
 	Category       *string
-	EventID        uuid.UUID
-	EventType      string
-	Data           []byte
-	Headers        []byte
-	CorrelationID  *uuid.UUID
-	CausationID    *uuid.UUID
-	RecordedAt     time.Time
+}
+
+type SequencerState struct {
+	Singleton bool
+	Snapshot  interface{}
 }
 
 type Snapshot struct {
@@ -31,11 +43,4 @@ type Snapshot struct {
 	SchemaVersion int32
 	State         []byte
 	TakenAt       time.Time
-}
-
-type Stream struct {
-	StreamID  string
-	Version   int64
-	CreatedAt time.Time
-	UpdatedAt time.Time
 }
