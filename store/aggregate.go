@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 
-
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
