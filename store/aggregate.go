@@ -59,7 +59,8 @@ func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Sco
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	version, err := s.queries.StreamLock(ctx, s.db(tx), root.StreamID())
+	version, err := s.queries.StreamLock(ctx, s.db(tx), &dbsqlc.StreamLockParams{
+		StreamID: root.StreamID(), LockSeed: s.lockSeed})
 	if err != nil {
 		return nil, s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
 	}

@@ -115,6 +115,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 			var row *dbsqlc.EventAppendExactRow
 			row, err = s.queries.EventAppendExact(ctx, db, &dbsqlc.EventAppendExactParams{
 				StreamID: params.StreamID, NextVersion: params.ExpectedVersion + 1, ExpectedVersion: params.ExpectedVersion,
+				LockSeed: params.LockSeed,
 				Category: params.Category, EventID: params.EventIds[0],
 				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
 				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
@@ -129,7 +130,8 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 			}
 			var row *dbsqlc.EventAppendNextRow
 			row, err = s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
-				StreamID: params.StreamID, MinVersion: minVersion, Category: params.Category, EventID: params.EventIds[0],
+				StreamID: params.StreamID, MinVersion: minVersion, LockSeed: params.LockSeed,
+				Category: params.Category, EventID: params.EventIds[0],
 				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
 				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
 			})
@@ -220,6 +222,7 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 		Category:        categoryOf(streamID),
 		ExpectedKind:    expected.Kind(),
 		ExpectedVersion: exactVersion,
+		LockSeed:        s.lockSeed,
 		EventIds:        make([]uuid.UUID, len(events)),
 		EventTypes:      make([]string, len(events)),
 		Data:            make([][]byte, len(events)),

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/schema"
 )
 
@@ -36,6 +37,21 @@ func (s *EventStore) Migrate(ctx context.Context) error {
 func (s *EventStore) MigrateDown(ctx context.Context) error {
 	return s.withMigrator(ctx, func(m *migrate.Migrate) error {
 		if err := m.Down(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return err
+		}
+		return nil
+	})
+}
+
+// MigrateTo migrates the schema up or down to version, for example one step
+// back during a rollback of a deploy. Version 0 is not a migration: use
+// [EventStore.MigrateDown] to revert them all.
+func (s *EventStore) MigrateTo(ctx context.Context, version uint) error {
+	if version == 0 {
+		return &core.InvalidInputError{Field: "version", Reason: "is 0; MigrateDown reverts every migration"}
+	}
+	return s.withMigrator(ctx, func(m *migrate.Migrate) error {
+		if err := m.Migrate(version); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 			return err
 		}
 		return nil

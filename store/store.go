@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"regexp"
@@ -78,6 +79,9 @@ type EventStore struct {
 	config   Config
 	logger   *slog.Logger
 	sql      *sqlRenderer
+	// lockSeed keeps the stream locks of different schemas apart: it seeds
+	// the hash of the stream ID that keys a stream's advisory lock.
+	lockSeed int64
 }
 
 // New returns an EventStore on pool. config may be nil for the defaults.
@@ -111,7 +115,15 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 		config:   c,
 		logger:   c.Logger,
 		sql:      newSQLRenderer(c.Schema),
+		lockSeed: streamLockSeed(c.Schema),
 	}, nil
+}
+
+// streamLockSeed is the FNV-1a hash of the schema name.
+func streamLockSeed(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return int64(h.Sum64())
 }
 
 func (c *Config) validate() error {

@@ -31,7 +31,7 @@ SELECT @stream_id::text, @next_version::bigint, sqlc.narg(category)::text, @even
        @event_type::text, @data::jsonb, sqlc.narg(headers)::jsonb, sqlc.narg(correlation_id)::uuid,
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
               WHERE previous.stream_id = @stream_id::text
                 AND previous.stream_version = @expected_version::bigint)
@@ -47,7 +47,7 @@ SELECT @stream_id::text, head.version + 1, sqlc.narg(category)::text, @event_id:
        @event_type::text, @data::jsonb, sqlc.narg(headers)::jsonb, sqlc.narg(correlation_id)::uuid,
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
@@ -74,7 +74,7 @@ SELECT @stream_id::text,
        nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
@@ -102,7 +102,7 @@ SELECT @stream_id::text,
        nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
@@ -165,7 +165,7 @@ SELECT coalesce((
     WHERE stream_id = @stream_id::text
 ), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
-          hashtextextended(@stream_id::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock;
+          hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock;
 
 -- Reads. Stream reads come straight from events (with the position, once
 -- the event has one); category and whole-log reads walk event_log in

@@ -25,15 +25,15 @@ SELECT $1::text,
        nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended($1::text, $8::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = $1::text) AS head
-CROSS JOIN unnest($8::uuid[]) WITH ORDINALITY AS batch(event_id, n)
-WHERE CASE $9::text
+CROSS JOIN unnest($9::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE $10::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1
-          ELSE head.version = $10::bigint
+          ELSE head.version = $11::bigint
       END
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -47,6 +47,7 @@ type EventAppendParams struct {
 	Headers         [][]byte
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
+	LockSeed        int64
 	EventIds        []uuid.UUID
 	ExpectedKind    string
 	ExpectedVersion int64
@@ -72,6 +73,7 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
+		arg.LockSeed,
 		arg.EventIds,
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
@@ -107,15 +109,15 @@ SELECT $1::text,
        nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
        nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended($1::text, $8::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = $1::text) AS head
-CROSS JOIN unnest($8::uuid[]) WITH ORDINALITY AS batch(event_id, n)
-WHERE CASE $9::text
+CROSS JOIN unnest($9::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+WHERE CASE $10::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1
-          ELSE head.version = $10::bigint
+          ELSE head.version = $11::bigint
       END
 RETURNING stream_version, recorded_at
 `
@@ -128,6 +130,7 @@ type EventAppendAtomicParams struct {
 	Headers         [][]byte
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
+	LockSeed        int64
 	EventIds        []uuid.UUID
 	ExpectedKind    string
 	ExpectedVersion int64
@@ -149,6 +152,7 @@ func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppe
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
+		arg.LockSeed,
 		arg.EventIds,
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
@@ -178,10 +182,10 @@ SELECT $1::text, $2::bigint, $3::text, $4::uuid,
        $5::text, $6::jsonb, $7::jsonb, $8::uuid,
        $9::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended($1::text, $10::bigint))) AS stream_lock
 WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
               WHERE previous.stream_id = $1::text
-                AND previous.stream_version = $10::bigint)
+                AND previous.stream_version = $11::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 `
@@ -196,6 +200,7 @@ type EventAppendExactParams struct {
 	Headers         []byte
 	CorrelationID   *uuid.UUID
 	CausationID     *uuid.UUID
+	LockSeed        int64
 	ExpectedVersion int64
 }
 
@@ -217,6 +222,7 @@ func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppen
 		arg.Headers,
 		arg.CorrelationID,
 		arg.CausationID,
+		arg.LockSeed,
 		arg.ExpectedVersion,
 	)
 	var i EventAppendExactRow
@@ -288,11 +294,11 @@ SELECT $1::text, head.version + 1, $2::text, $3::uuid,
        $4::text, $5::jsonb, $6::jsonb, $7::uuid,
        $8::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended($1::text, $9::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = $1::text) AS head
-WHERE head.version >= $9::bigint
+WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 `
@@ -306,6 +312,7 @@ type EventAppendNextParams struct {
 	Headers       []byte
 	CorrelationID *uuid.UUID
 	CausationID   *uuid.UUID
+	LockSeed      int64
 	MinVersion    int64
 }
 
@@ -326,6 +333,7 @@ func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppend
 		arg.Headers,
 		arg.CorrelationID,
 		arg.CausationID,
+		arg.LockSeed,
 		arg.MinVersion,
 	)
 	var i EventAppendNextRow
@@ -928,15 +936,20 @@ SELECT coalesce((
     WHERE stream_id = $1::text
 ), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
-          hashtextextended($1::text, '/* TEMPLATE: schema */events'::regclass::oid::bigint))) AS stream_lock
+          hashtextextended($1::text, $2::bigint))) AS stream_lock
 `
+
+type StreamLockParams struct {
+	StreamID string
+	LockSeed int64
+}
 
 // Locks a stream for the rest of the transaction, exclusively: appends to it
 // from other transactions (which take the lock shared) wait until this one
 // ends. Returns the stream's version once the lock is held, from a snapshot
 // taken after it: 0 for a stream without events.
-func (q *Queries) StreamLock(ctx context.Context, db DBTX, streamID string) (int64, error) {
-	row := db.QueryRow(ctx, streamLock, streamID)
+func (q *Queries) StreamLock(ctx context.Context, db DBTX, arg *StreamLockParams) (int64, error) {
+	row := db.QueryRow(ctx, streamLock, arg.StreamID, arg.LockSeed)
 	var version int64
 	err := row.Scan(&version)
 	return version, err
