@@ -183,10 +183,14 @@ func (h *harness) readCart(ctx context.Context, n int) (string, error) {
 	return id, nil
 }
 
+// sequencerInterval is the interval of the sequencer that runs beside mire's
+// appends and saves (-sequencer-interval).
+var sequencerInterval = store.SequencerIntervalDefault
+
 // startSequencer starts a background sequencer as production runs one,
 // every 20ms, and returns its stop function.
 func (h *harness) startSequencer(ctx context.Context) (stop func()) {
-	seq := store.NewSequencer(h.sequencing, &store.SequencerConfig{Interval: 20 * time.Millisecond})
+	seq := store.NewSequencer(h.sequencing, &store.SequencerConfig{Interval: sequencerInterval})
 	seq.Start(ctx)
 	return func() { _ = seq.Stop(context.WithoutCancel(ctx)) }
 }

@@ -93,6 +93,7 @@ func run() (err error) {
 	flag.IntVar(&o.readEvents, "read-events", 10_000, "length of the stream the read and load scenarios read")
 	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
 	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
+	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
 	quick := flag.Bool("quick", false, "a short sanity run (about 20s): -rounds 1 -duration 750ms -warmup 150ms")
 	out := flag.String("out", "bench/results.json", "where to write the JSON results; empty for nowhere")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `file`")
