@@ -178,6 +178,8 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 			// same transaction, and report the refusal.
 			err := s.queries.EventDeletePartial(ctx, db, &dbsqlc.EventDeletePartialParams{
 				StreamID: params.StreamID, StreamVersions: versions, EventIds: params.EventIds})
+			s.logger.DebugContext(ctx, "store: took back a partial batch", "stream_id", params.StreamID,
+				"stored", len(versions), "batch", len(params.EventIds), "error", err)
 			return 0, time.Time{}, false, err
 		}
 	}

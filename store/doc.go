@@ -10,14 +10,24 @@
 //
 // Appends store events without a global position. A sequencer
 // ([EventStore.Sequence], run by readers of the log, by [Sequencer] in the
-// background, or by the projection runner) then numbers committed events in
-// one short, serialized transaction. Positions are therefore gapless and
-// become visible only as a committed prefix: a subscriber that reads
-// "global_position > checkpoint" never skips an event, whatever mix of slow,
-// rolled-back and concurrent appends happened, and an unrelated open
-// transaction never delays it. Per-stream and causal order hold because
-// events are numbered in insertion order, and an append to a stream can only
-// insert after the previous append to it committed.
+// background, or by the projection runner) then numbers the events whose
+// writers committed since its previous run, in one short, serialized
+// transaction that compares their transaction ids with the snapshot it
+// stored last time. Positions are therefore gapless and become visible only
+// as a committed prefix: a subscriber that reads "global_position >
+// checkpoint" never skips an event, whatever mix of slow, rolled-back and
+// concurrent appends happened, and an unrelated open transaction never
+// delays it. Per-stream and causal order hold because events are numbered in
+// insertion order, and an append to a stream can only insert after the
+// previous append to it committed.
+//
+// # Concurrency
+//
+// The unique (stream_id, stream_version) index decides who appends a
+// version: a writer that loses gets a [*core.VersionConflictError] with the
+// version that won, and inside a caller's transaction the transaction stays
+// usable. [LoadForUpdate] takes a stream lock that holds off other appends
+// to the stream until its scope ends.
 //
 // # Schema
 //
