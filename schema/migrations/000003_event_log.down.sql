@@ -32,6 +32,9 @@ DROP FUNCTION restore_sequencer();
 DROP TABLE sequencer_state;
 DROP TABLE event_log;
 DROP INDEX events_xid_seq_idx;
+ALTER TABLE events
+    ALTER COLUMN stream_id TYPE text COLLATE "default",
+    ALTER COLUMN category TYPE text COLLATE "default";
 ALTER TABLE events DROP COLUMN xid;
 
 CREATE FUNCTION sequence_events(max_events integer) RETURNS bigint

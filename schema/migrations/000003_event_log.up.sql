@@ -28,7 +28,7 @@ CREATE TABLE event_log (
     global_position bigint PRIMARY KEY,
     seq bigint NOT NULL,
     xid xid8 NOT NULL,
-    category text
+    category text COLLATE "C"
 );
 
 -- Events written before this migration are all sequenced; they get xid 0,
@@ -40,6 +40,13 @@ WHERE global_position IS NOT NULL;
 
 CREATE UNIQUE INDEX event_log_seq_key ON event_log (seq);
 CREATE INDEX event_log_category_position_idx ON event_log (category, global_position);
+
+-- Stream IDs and categories are identifiers, compared byte by byte: the
+-- database's collation (en_US.UTF-8, say) would make every comparison in
+-- the version index a locale-aware strcoll. Rebuilds the indexes on them.
+ALTER TABLE events
+    ALTER COLUMN stream_id TYPE text COLLATE "C",
+    ALTER COLUMN category TYPE text COLLATE "C";
 
 -- A constant default fills existing rows without rewriting the table; new
 -- rows get their writer's top-level transaction id.
