@@ -86,7 +86,8 @@ const rawBaseline = "table with a bigserial primary key and no other index or co
 	"from a snapshot at the last version); save: that load, then one INSERT ... VALUES of version last+1 into " +
 	"that table, whose (stream_id, stream_version) index is unique as mire's is, two autocommit statements " +
 	"(mire: store.LoadOrNew, Root.RecordEvent with the same headers, store.Save); " +
-	"both systems JSON-encode the same Go values on every append"
+	"both systems JSON-encode the same Go values on every append and pass event ids to pgx as [16]byte, which it " +
+	"encodes directly (a uuid.UUID would go through its driver.Valuer)"
 
 // newMeta describes the run and the server.
 func (h *harness) newMeta(ctx context.Context, o options, source string) (Meta, error) {

@@ -283,7 +283,9 @@ func (r *rawSystem) insert(ctx context.Context, query, stream string, version in
 	if err != nil {
 		return err
 	}
-	_, err = r.pool.Exec(ctx, query, stream, version, id, item.EventType(), data, metadata)
+	// [16]byte, not uuid.UUID: pgx encodes it directly instead of through
+	// uuid.UUID's driver.Valuer (a string), as mire's store does.
+	_, err = r.pool.Exec(ctx, query, stream, version, [16]byte(id), item.EventType(), data, metadata)
 	return err
 }
 
@@ -293,7 +295,7 @@ func (r *rawSystem) loadStream(ctx context.Context, stream string, version int64
 }
 
 func (r *rawSystem) insertBatch(ctx context.Context, query, stream string, version int64, items []ItemAdded) error {
-	ids := make([]uuid.UUID, len(items))
+	ids := make([][16]byte, len(items)) // see insert
 	types := make([]string, len(items))
 	data := make([][]byte, len(items))
 	metadata := make([][]byte, len(items))
@@ -302,10 +304,11 @@ func (r *rawSystem) insertBatch(ctx context.Context, query, stream string, versi
 		if data[i], metadata[i], err = encode(item); err != nil {
 			return err
 		}
-		if ids[i], err = uuid.NewV7(); err != nil {
+		id, err := uuid.NewV7()
+		if err != nil {
 			return err
 		}
-		types[i] = item.EventType()
+		ids[i], types[i] = id, item.EventType()
 	}
 	_, err := r.pool.Exec(ctx, query, stream, version, ids, types, data, metadata)
 	return err

@@ -148,40 +148,39 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 		return version, recordedAt.UTC(), true, nil
 	}
 
-	var versions []int64
 	if onPool {
 		// Its own transaction: a conflict fails the statement, and with it
 		// the whole batch.
-		rows, err := s.queries.EventAppendAtomic(ctx, db, (*dbsqlc.EventAppendAtomicParams)(params))
-		if isUniqueViolation(err) {
+		row, err := s.queries.EventAppendAtomic(ctx, db, (*dbsqlc.EventAppendAtomicParams)(params))
+		switch {
+		case isUniqueViolation(err) || (err == nil && row.Appended == 0):
 			return 0, time.Time{}, false, nil
-		}
-		if err != nil {
+		case err != nil:
 			return 0, time.Time{}, false, err
+		case row.Appended != int64(len(params.EventIds)):
+			return 0, time.Time{}, false, fmt.Errorf("mire: append to %q stored %d of %d events", params.StreamID, row.Appended, len(params.EventIds))
 		}
-		for _, row := range rows {
-			versions = append(versions, row.StreamVersion)
-			recordedAt = row.RecordedAt
-		}
-	} else {
-		rows, err := s.queries.EventAppend(ctx, db, params)
-		if err != nil {
-			return 0, time.Time{}, false, err
-		}
-		for _, row := range rows {
-			versions = append(versions, row.StreamVersion)
-			recordedAt = row.RecordedAt
-		}
-		if len(versions) > 0 && len(versions) < len(params.EventIds) {
-			// A concurrent append took some of the batch's versions (or it
-			// reuses stored event ids): take back what was stored, in this
-			// same transaction, and report the refusal.
-			err := s.queries.EventDeletePartial(ctx, db, &dbsqlc.EventDeletePartialParams{
-				StreamID: params.StreamID, StreamVersions: versions, EventIds: params.EventIds})
-			s.logger.DebugContext(ctx, "store: took back a partial batch", "stream_id", params.StreamID,
-				"stored", len(versions), "batch", len(params.EventIds), "error", err)
-			return 0, time.Time{}, false, err
-		}
+		return row.FromVersion, row.RecordedAt.UTC(), true, nil
+	}
+
+	var versions []int64
+	rows, err := s.queries.EventAppend(ctx, db, params)
+	if err != nil {
+		return 0, time.Time{}, false, err
+	}
+	for _, row := range rows {
+		versions = append(versions, row.StreamVersion)
+		recordedAt = row.RecordedAt
+	}
+	if len(versions) > 0 && len(versions) < len(params.EventIds) {
+		// A concurrent append took some of the batch's versions (or it
+		// reuses stored event ids): take back what was stored, in this
+		// same transaction, and report the refusal.
+		err := s.queries.EventDeletePartial(ctx, db, &dbsqlc.EventDeletePartialParams{
+			StreamID: params.StreamID, StreamVersions: versions, EventIds: params.EventIds})
+		s.logger.DebugContext(ctx, "store: took back a partial batch", "stream_id", params.StreamID,
+			"stored", len(versions), "batch", len(params.EventIds), "error", err)
+		return 0, time.Time{}, false, err
 	}
 	if len(versions) == 0 {
 		return 0, time.Time{}, false, nil

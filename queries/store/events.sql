@@ -87,9 +87,11 @@ WHERE CASE @expected_kind::text
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at;
 
--- name: EventAppendAtomic :many
+-- name: EventAppendAtomic :one
 -- EventAppend without ON CONFLICT, for a batch appended in its own
 -- transaction: a conflict fails the whole statement, so nothing of it stays.
+-- Returns one row, not one per event: the first version and how many.
+WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT @stream_id::text,
@@ -112,7 +114,11 @@ WHERE CASE @expected_kind::text
           WHEN 'stream_exists' THEN head.version >= 1
           ELSE head.version = @expected_version::bigint
       END
-RETURNING stream_version, recorded_at;
+RETURNING stream_version, recorded_at
+)
+SELECT coalesce(min(stream_version), 0)::bigint AS from_version, count(*)::bigint AS appended,
+       coalesce(max(recorded_at), now())::timestamptz AS recorded_at
+FROM appended;
 
 -- name: EventDeletePartial :exec
 -- Takes back the part of a batch that EventAppend stored before running into

@@ -96,7 +96,8 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 	return items, nil
 }
 
-const eventAppendAtomic = `-- name: EventAppendAtomic :many
+const eventAppendAtomic = `-- name: EventAppendAtomic :one
+WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT $1::text,
@@ -120,6 +121,10 @@ WHERE CASE $10::text
           ELSE head.version = $11::bigint
       END
 RETURNING stream_version, recorded_at
+)
+SELECT coalesce(min(stream_version), 0)::bigint AS from_version, count(*)::bigint AS appended,
+       coalesce(max(recorded_at), now())::timestamptz AS recorded_at
+FROM appended
 `
 
 type EventAppendAtomicParams struct {
@@ -137,14 +142,16 @@ type EventAppendAtomicParams struct {
 }
 
 type EventAppendAtomicRow struct {
-	StreamVersion int64
-	RecordedAt    time.Time
+	FromVersion int64
+	Appended    int64
+	RecordedAt  time.Time
 }
 
 // EventAppend without ON CONFLICT, for a batch appended in its own
 // transaction: a conflict fails the whole statement, so nothing of it stays.
-func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppendAtomicParams) ([]*EventAppendAtomicRow, error) {
-	rows, err := db.Query(ctx, eventAppendAtomic,
+// Returns one row, not one per event: the first version and how many.
+func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppendAtomicParams) (*EventAppendAtomicRow, error) {
+	row := db.QueryRow(ctx, eventAppendAtomic,
 		arg.StreamID,
 		arg.Category,
 		arg.EventTypes,
@@ -157,22 +164,9 @@ func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppe
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []*EventAppendAtomicRow
-	for rows.Next() {
-		var i EventAppendAtomicRow
-		if err := rows.Scan(&i.StreamVersion, &i.RecordedAt); err != nil {
-			return nil, err
-		}
-		items = append(items, &i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+	var i EventAppendAtomicRow
+	err := row.Scan(&i.FromVersion, &i.Appended, &i.RecordedAt)
+	return &i, err
 }
 
 const eventAppendExact = `-- name: EventAppendExact :one
