@@ -68,17 +68,21 @@ SELECT @stream_id::text,
        head.version + batch.n,
        sqlc.narg(category)::text,
        batch.event_id,
-       (@event_types::text[])[batch.n],
-       (@data::jsonb[])[batch.n],
-       (@headers::jsonb[])[batch.n],
-       nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+       batch.event_type,
+       batch.data,
+       batch.headers,
+       nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
-CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+-- ROWS FROM walks each array once; subscripting arrays of variable-length
+-- elements (batch.n) would walk them from the start for every event.
+CROSS JOIN ROWS FROM (unnest(@event_ids::uuid[]), unnest(@event_types::text[]), unnest(@data::jsonb[]),
+                      unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
+    WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE @expected_kind::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1
@@ -98,17 +102,19 @@ SELECT @stream_id::text,
        head.version + batch.n,
        sqlc.narg(category)::text,
        batch.event_id,
-       (@event_types::text[])[batch.n],
-       (@data::jsonb[])[batch.n],
-       (@headers::jsonb[])[batch.n],
-       nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+       batch.event_type,
+       batch.data,
+       batch.headers,
+       nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
-CROSS JOIN unnest(@event_ids::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+CROSS JOIN ROWS FROM (unnest(@event_ids::uuid[]), unnest(@event_types::text[]), unnest(@data::jsonb[]),
+                      unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
+    WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE @expected_kind::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1

@@ -19,17 +19,19 @@ SELECT $1::text,
        head.version + batch.n,
        $2::text,
        batch.event_id,
-       ($3::text[])[batch.n],
-       ($4::jsonb[])[batch.n],
-       ($5::jsonb[])[batch.n],
-       nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+       batch.event_type,
+       batch.data,
+       batch.headers,
+       nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, $8::bigint))) AS stream_lock
+          hashtextextended($1::text, $3::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = $1::text) AS head
-CROSS JOIN unnest($9::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+CROSS JOIN ROWS FROM (unnest($4::uuid[]), unnest($5::text[]), unnest($6::jsonb[]),
+                      unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
+    WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE $10::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1
@@ -42,13 +44,13 @@ RETURNING stream_version, recorded_at
 type EventAppendParams struct {
 	StreamID        string
 	Category        *string
+	LockSeed        int64
+	EventIds        []uuid.UUID
 	EventTypes      []string
 	Data            [][]byte
 	Headers         [][]byte
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
-	LockSeed        int64
-	EventIds        []uuid.UUID
 	ExpectedKind    string
 	ExpectedVersion int64
 }
@@ -64,17 +66,19 @@ type EventAppendRow struct {
 // concurrent append took some of its versions; the store deletes such a
 // partial batch again in the same transaction (EventDeletePartial), or on
 // the pool uses EventAppendAtomic instead.
+// ROWS FROM walks each array once; subscripting arrays of variable-length
+// elements (batch.n) would walk them from the start for every event.
 func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendParams) ([]*EventAppendRow, error) {
 	rows, err := db.Query(ctx, eventAppend,
 		arg.StreamID,
 		arg.Category,
+		arg.LockSeed,
+		arg.EventIds,
 		arg.EventTypes,
 		arg.Data,
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
-		arg.LockSeed,
-		arg.EventIds,
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
 	)
@@ -104,17 +108,19 @@ SELECT $1::text,
        head.version + batch.n,
        $2::text,
        batch.event_id,
-       ($3::text[])[batch.n],
-       ($4::jsonb[])[batch.n],
-       ($5::jsonb[])[batch.n],
-       nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(($7::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+       batch.event_type,
+       batch.data,
+       batch.headers,
+       nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
 FROM (SELECT pg_advisory_xact_lock_shared(
-          hashtextextended($1::text, $8::bigint))) AS stream_lock
+          hashtextextended($1::text, $3::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = $1::text) AS head
-CROSS JOIN unnest($9::uuid[]) WITH ORDINALITY AS batch(event_id, n)
+CROSS JOIN ROWS FROM (unnest($4::uuid[]), unnest($5::text[]), unnest($6::jsonb[]),
+                      unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
+    WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE $10::text
           WHEN 'any' THEN true
           WHEN 'stream_exists' THEN head.version >= 1
@@ -130,13 +136,13 @@ FROM appended
 type EventAppendAtomicParams struct {
 	StreamID        string
 	Category        *string
+	LockSeed        int64
+	EventIds        []uuid.UUID
 	EventTypes      []string
 	Data            [][]byte
 	Headers         [][]byte
 	CorrelationIds  []uuid.UUID
 	CausationIds    []uuid.UUID
-	LockSeed        int64
-	EventIds        []uuid.UUID
 	ExpectedKind    string
 	ExpectedVersion int64
 }
@@ -154,13 +160,13 @@ func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppe
 	row := db.QueryRow(ctx, eventAppendAtomic,
 		arg.StreamID,
 		arg.Category,
+		arg.LockSeed,
+		arg.EventIds,
 		arg.EventTypes,
 		arg.Data,
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
-		arg.LockSeed,
-		arg.EventIds,
 		arg.ExpectedKind,
 		arg.ExpectedVersion,
 	)
