@@ -118,19 +118,16 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 			}
 		}
 		for _, row := range page {
-			if row.Event.StreamVersion != next || row.Event.StreamVersion > head {
+			if row.StreamVersion != next || row.StreamVersion > head {
 				return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
-					Reason: fmt.Sprintf("expected version %d, found version %d", next, row.Event.StreamVersion)}
+					Reason: fmt.Sprintf("expected version %d, found version %d", next, row.StreamVersion)}
 			}
-			recorded, err := recordedFromRow(&row.Event, 0)
+			data, err := s.registry.Decode(&core.RecordedEvent{StreamID: streamID, StreamVersion: row.StreamVersion,
+				EventType: row.EventType, Data: row.Data})
 			if err != nil {
 				return err
 			}
-			data, err := s.registry.Decode(recorded)
-			if err != nil {
-				return err
-			}
-			if err := root.Replay(row.Event.StreamVersion, data); err != nil {
+			if err := root.Replay(row.StreamVersion, data); err != nil {
 				return err
 			}
 			next++

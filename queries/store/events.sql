@@ -202,13 +202,16 @@ ORDER BY events.stream_version
 LIMIT @max_events::integer;
 
 -- name: EventLoadStream :many
--- EventReadStreamForward for loading an aggregate, which needs no global
--- positions: one index range scan, no join.
+-- EventReadStreamForward for loading an aggregate: only what replaying
+-- needs (upcasters and decoding see the type and data alone), one index
+-- range scan, no join for positions.
 SELECT coalesce((
            SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
            WHERE current.stream_id = @stream_id::text
        ), 0)::bigint AS stream_head,
-       sqlc.embed(events)
+       events.stream_version,
+       events.event_type,
+       events.data
 FROM /* TEMPLATE: schema */events
 WHERE events.stream_id = @stream_id::text
   AND events.stream_version >= @from_version::bigint

@@ -481,7 +481,9 @@ SELECT coalesce((
            SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
            WHERE current.stream_id = $1::text
        ), 0)::bigint AS stream_head,
-       events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+       events.stream_version,
+       events.event_type,
+       events.data
 FROM /* TEMPLATE: schema */events
 WHERE events.stream_id = $1::text
   AND events.stream_version >= $2::bigint
@@ -498,12 +500,15 @@ type EventLoadStreamParams struct {
 }
 
 type EventLoadStreamRow struct {
-	StreamHead int64
-	Event      Event
+	StreamHead    int64
+	StreamVersion int64
+	EventType     string
+	Data          []byte
 }
 
-// EventReadStreamForward for loading an aggregate, which needs no global
-// positions: one index range scan, no join.
+// EventReadStreamForward for loading an aggregate: only what replaying
+// needs (upcasters and decoding see the type and data alone), one index
+// range scan, no join for positions.
 func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadStreamParams) ([]*EventLoadStreamRow, error) {
 	rows, err := db.Query(ctx, eventLoadStream,
 		arg.StreamID,
@@ -520,18 +525,9 @@ func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadSt
 		var i EventLoadStreamRow
 		if err := rows.Scan(
 			&i.StreamHead,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.StreamVersion,
+			&i.EventType,
+			&i.Data,
 		); err != nil {
 			return nil, err
 		}
