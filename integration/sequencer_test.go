@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -198,5 +199,37 @@ func TestSequencerAfterRestoreIntoAnotherCluster(t *testing.T) {
 	}
 	if assigned, err := es.Sequence(ctx); err != nil || assigned != 0 {
 		t.Fatalf("a sweep with nothing new: %d, %v; want 0", assigned, err)
+	}
+}
+
+// A sweep counts its own transaction as finished in the snapshot it stores,
+// so events that transaction appended afterwards would never be numbered:
+// sequence_events refuses to run in a transaction that has written.
+func TestSequencerRefusesAWritingTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	tx, err := pgenv.Pool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // aborted below
+	if _, err := es.AppendTx(ctx, tx, "account-1", core.NoStream, core.NewEvent(Deposited{Amount: 1})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "SELECT "+es.Schema()+".sequence_events()")
+	if err == nil || !strings.Contains(err.Error(), "must run in its own transaction") {
+		t.Fatalf("sequence_events in a writing transaction: err = %v, want a refusal", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// On its own it numbers what committed.
+	if _, err := es.Append(ctx, "account-1", core.NoStream, core.NewEvent(Deposited{Amount: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if assigned, err := es.Sequence(ctx); err != nil || assigned != 1 {
+		t.Fatalf("Sequence = %d, %v; want 1", assigned, err)
 	}
 }

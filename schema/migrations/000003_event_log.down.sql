@@ -2,7 +2,14 @@
 LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
 
 -- Number what is still waiting, so every committed event has a position.
-SELECT sequence_events();
+-- With the table locked nothing is in flight: every event the log lacks is
+-- committed. (sequence_events() refuses to run here, in a transaction that
+-- has written.)
+INSERT INTO event_log (global_position, seq, xid, category)
+SELECT (SELECT coalesce(max(global_position), 0) FROM event_log) + row_number() OVER (ORDER BY seq),
+       seq, xid, category
+FROM events AS e
+WHERE NOT EXISTS (SELECT 1 FROM event_log AS l WHERE l.seq = e.seq);
 
 ALTER TABLE events ADD COLUMN global_position bigint;
 UPDATE events AS e SET global_position = l.global_position

@@ -100,6 +100,14 @@ DECLARE
     seen_xip xid8[];
     assigned bigint;
 BEGIN
+    -- The stored snapshot counts this transaction's own xid as finished, so
+    -- events it appended after the sweep would never be numbered. A sweep
+    -- must be a transaction of its own.
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'sequence_events() must run in its own transaction, not in one that has written'
+            USING ERRCODE = 'active_sql_transaction';
+    END IF;
+
     -- Without the lock: anything to do? Most calls from readers end here.
     SELECT pg_snapshot_xmax(snapshot), ARRAY(SELECT pg_snapshot_xip(snapshot))
     INTO seen_xmax, seen_xip
