@@ -13,7 +13,8 @@ const txSetLockTimeout = `-- name: TxSetLockTimeout :exec
 SELECT set_config('lock_timeout', $1::text, true)
 `
 
-// Bounds how long the rest of the transaction waits for row locks.
+// Bounds how long the rest of the transaction waits for a lock (a stream
+// lock, or a version another transaction is appending).
 func (q *Queries) TxSetLockTimeout(ctx context.Context, db DBTX, timeout string) error {
 	_, err := db.Exec(ctx, txSetLockTimeout, timeout)
 	return err
