@@ -237,10 +237,12 @@ func recordedFromRow(row *dbsqlc.Event, position int64) (*core.RecordedEvent, er
 	if len(row.Headers) > 0 {
 		// Append encodes headers from a map[string]string; a row written by
 		// other tooling may not fit.
-		if err := json.Unmarshal(row.Headers, &recorded.Metadata.Headers); err != nil {
+		headers, err := decodeHeaders(row.Headers)
+		if err != nil {
 			return nil, &core.DecodeError{StreamID: row.StreamID, StreamVersion: row.StreamVersion,
 				GlobalPosition: recorded.GlobalPosition, EventType: row.EventType, Err: fmt.Errorf("headers: %w", err)}
 		}
+		recorded.Metadata.Headers = headers
 	}
 	return recorded, nil
 }
