@@ -4,6 +4,7 @@ go 1.25.11
 
 require (
 	github.com/golang-migrate/migrate/v4 v4.20.1
+	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mire-go/mire/core v0.0.0
