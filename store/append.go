@@ -99,45 +99,38 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams, onPool bool) (from int64, recordedAt time.Time, appended bool, err error) {
 	db := s.db(exec)
 	if len(params.EventIds) == 1 {
-		var version int64
+		// The three statements return the same columns; sqlc gives each
+		// its own row type.
+		var row *dbsqlc.EventAppendNewRow
 		switch params.ExpectedKind {
 		case kindNoStream:
-			var row *dbsqlc.EventAppendNewRow
 			row, err = s.queries.EventAppendNew(ctx, db, &dbsqlc.EventAppendNewParams{
 				StreamID: params.StreamID, Category: params.Category, EventID: params.EventIds[0],
 				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
 				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
 			})
-			if row != nil {
-				version, recordedAt = row.StreamVersion, row.RecordedAt
-			}
 		case kindExact:
-			var row *dbsqlc.EventAppendExactRow
-			row, err = s.queries.EventAppendExact(ctx, db, &dbsqlc.EventAppendExactParams{
+			var exact *dbsqlc.EventAppendExactRow
+			exact, err = s.queries.EventAppendExact(ctx, db, &dbsqlc.EventAppendExactParams{
 				StreamID: params.StreamID, NextVersion: params.ExpectedVersion + 1, ExpectedVersion: params.ExpectedVersion,
-				LockSeed: params.LockSeed,
-				Category: params.Category, EventID: params.EventIds[0],
+				LockSeed: params.LockSeed, Category: params.Category, EventID: params.EventIds[0],
 				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
 				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
 			})
-			if row != nil {
-				version, recordedAt = row.StreamVersion, row.RecordedAt
-			}
+			row = (*dbsqlc.EventAppendNewRow)(exact)
 		default: // Any, StreamExists
 			var minVersion int64
 			if params.ExpectedKind == kindStreamExists {
 				minVersion = 1
 			}
-			var row *dbsqlc.EventAppendNextRow
-			row, err = s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
+			var next *dbsqlc.EventAppendNextRow
+			next, err = s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
 				StreamID: params.StreamID, MinVersion: minVersion, LockSeed: params.LockSeed,
 				Category: params.Category, EventID: params.EventIds[0],
 				EventType: params.EventTypes[0], Data: params.Data[0], Headers: params.Headers[0],
 				CorrelationID: nonZero(params.CorrelationIds[0]), CausationID: nonZero(params.CausationIds[0]),
 			})
-			if row != nil {
-				version, recordedAt = row.StreamVersion, row.RecordedAt
-			}
+			row = (*dbsqlc.EventAppendNewRow)(next)
 		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			return 0, time.Time{}, false, nil
@@ -145,7 +138,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 		if err != nil {
 			return 0, time.Time{}, false, err
 		}
-		return version, recordedAt.UTC(), true, nil
+		return row.StreamVersion, row.RecordedAt.UTC(), true, nil
 	}
 
 	if onPool {

@@ -137,7 +137,7 @@ func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]positioned, error) 
 	switch {
 	case p.query.IsStream() && forward:
 		page, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
-			StreamID: p.query.StreamID, FromVersion: p.from, ToVersion: math.MaxInt64, EventTypes: p.types, MaxEvents: limit})
+			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: limit})
 		if err != nil {
 			return nil, err
 		}

@@ -184,27 +184,22 @@ FROM (SELECT pg_advisory_xact_lock(
 -- position order and so see only sequenced events, a gapless prefix.
 
 -- name: EventReadStreamForward :many
--- One page of a stream, oldest first, with the stream's version as of this
--- statement so that a load can bound itself and detect a corrupt stream.
-SELECT coalesce((
-           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
-           WHERE current.stream_id = @stream_id::text
-       ), 0)::bigint AS stream_head,
-       log.global_position,
-       sqlc.embed(events)
+-- One page of a stream, oldest first, with each event's position once it
+-- has one.
+SELECT log.global_position, sqlc.embed(events)
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = @stream_id::text
   AND events.stream_version >= @from_version::bigint
-  AND events.stream_version <= @to_version::bigint
   AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
 ORDER BY events.stream_version
 LIMIT @max_events::integer;
 
 -- name: EventLoadStream :many
--- EventReadStreamForward for loading an aggregate: only what replaying
--- needs (upcasters and decoding see the type and data alone), one index
--- range scan, no join for positions.
+-- One page of a stream for loading an aggregate: only what replaying needs
+-- (upcasters and decoding see the type and data alone), no join for
+-- positions, and the stream's version as of this statement so that a load
+-- can bound itself and detect a corrupt stream.
 SELECT coalesce((
            SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
            WHERE current.stream_id = @stream_id::text

@@ -506,9 +506,10 @@ type EventLoadStreamRow struct {
 	Data          []byte
 }
 
-// EventReadStreamForward for loading an aggregate: only what replaying
-// needs (upcasters and decoding see the type and data alone), one index
-// range scan, no join for positions.
+// One page of a stream for loading an aggregate: only what replaying needs
+// (upcasters and decoding see the type and data alone), no join for
+// positions, and the stream's version as of this statement so that a load
+// can bound itself and detect a corrupt stream.
 func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadStreamParams) ([]*EventLoadStreamRow, error) {
 	rows, err := db.Query(ctx, eventLoadStream,
 		arg.StreamID,
@@ -837,32 +838,24 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-SELECT coalesce((
-           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
-           WHERE current.stream_id = $1::text
-       ), 0)::bigint AS stream_head,
-       log.global_position,
-       events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = $1::text
   AND events.stream_version >= $2::bigint
-  AND events.stream_version <= $3::bigint
-  AND (coalesce(cardinality($4::text[]), 0) = 0 OR events.event_type = ANY($4::text[]))
+  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
 ORDER BY events.stream_version
-LIMIT $5::integer
+LIMIT $4::integer
 `
 
 type EventReadStreamForwardParams struct {
 	StreamID    string
 	FromVersion int64
-	ToVersion   int64
 	EventTypes  []string
 	MaxEvents   int32
 }
 
 type EventReadStreamForwardRow struct {
-	StreamHead     int64
 	GlobalPosition *int64
 	Event          Event
 }
@@ -870,13 +863,12 @@ type EventReadStreamForwardRow struct {
 // Reads. Stream reads come straight from events (with the position, once
 // the event has one); category and whole-log reads walk event_log in
 // position order and so see only sequenced events, a gapless prefix.
-// One page of a stream, oldest first, with the stream's version as of this
-// statement so that a load can bound itself and detect a corrupt stream.
+// One page of a stream, oldest first, with each event's position once it
+// has one.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
 		arg.FromVersion,
-		arg.ToVersion,
 		arg.EventTypes,
 		arg.MaxEvents,
 	)
@@ -888,7 +880,6 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 	for rows.Next() {
 		var i EventReadStreamForwardRow
 		if err := rows.Scan(
-			&i.StreamHead,
 			&i.GlobalPosition,
 			&i.Event.Seq,
 			&i.Event.StreamID,
