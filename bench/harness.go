@@ -72,7 +72,7 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 
 	registry := core.NewRegistry()
 	core.Register[ItemAdded](registry)
-	es, err := store.New(h.pool, &store.Config{Schema: mireSchema, Registry: registry})
+	es, err := store.New(h.pool, &store.Config{Schema: mireSchema, Registry: registry, SoloAppends: soloAppends})
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +182,10 @@ func (h *harness) readCart(ctx context.Context, n int) (string, error) {
 	h.readCarts[n] = id
 	return id, nil
 }
+
+// soloAppends is mire's Config.SoloAppends: 0 for the store's default, -1
+// to measure appends without grouping.
+var soloAppends int
 
 // sequencerInterval is the interval of the sequencer that runs beside mire's
 // appends and saves (-sequencer-interval).

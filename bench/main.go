@@ -94,6 +94,7 @@ func run() (err error) {
 	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
 	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
+	flag.IntVar(&soloAppends, "solo-appends", 0, "mire's Config.SoloAppends: 0 for the default, -1 to turn group commit off")
 	quick := flag.Bool("quick", false, "a short sanity run (about 20s): -rounds 1 -duration 750ms -warmup 150ms")
 	out := flag.String("out", "bench/results.json", "where to write the JSON results; empty for nowhere")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `file`")

@@ -19,7 +19,10 @@ import (
 )
 
 // Append appends events to a stream if expected holds, in one round trip and
-// its own transaction.
+// one transaction.
+//
+// Under concurrency, single-event appends share that transaction: see
+// [Config.SoloAppends]. Each still succeeds or fails on its own.
 //
 // A version conflict returns a [*core.VersionConflictError] (matching
 // [core.ErrConcurrency]) and writes nothing. Invalid input is rejected before
@@ -59,18 +62,35 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 	}
 	_, onPool := exec.(*pgxpool.Pool)
 	op := fmt.Sprintf("append to %q", streamID)
+	committed := func(from int64, recordedAt time.Time) *core.CommittedEvents {
+		for i := range recorded {
+			recorded[i].StreamVersion = from + int64(i)
+			recorded[i].RecordedAt = recordedAt
+		}
+		to := from + int64(len(recorded)) - 1
+		return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}
+	}
+	if s.groupable(exec, params) {
+		if s.groups.runAlone() {
+			defer s.groups.doneAlone()
+		} else {
+			from, recordedAt, appended, err := s.groups.append(ctx, params)
+			if err != nil {
+				return nil, s.interpretError(op, err)
+			}
+			if appended {
+				return committed(from, recordedAt), nil
+			}
+			// Not stored in a group: alone, below.
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		from, recordedAt, appended, err := s.insertEvents(ctx, exec, params, onPool)
 		if err != nil {
 			return nil, s.interpretError(op, err)
 		}
 		if appended {
-			for i := range recorded {
-				recorded[i].StreamVersion = from + int64(i)
-				recorded[i].RecordedAt = recordedAt
-			}
-			to := from + int64(len(recorded)) - 1
-			return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}, nil
+			return committed(from, recordedAt), nil
 		}
 
 		// Refused: ask why, in a new statement and so a new snapshot.

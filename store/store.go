@@ -68,6 +68,18 @@ type Config struct {
 
 	// Logger receives the store's diagnostics. Defaults to discarding them.
 	Logger *slog.Logger
+
+	// SoloAppends is how many single-event appends on the pool run alone at
+	// once, each its own statement and transaction. Appends beyond it are
+	// grouped (group commit): each group is one statement and one
+	// transaction, so one commit and one round trip for every append that
+	// arrived while the previous group ran. Each append in a group keeps its
+	// own expectation and outcome; one a group cannot store without waiting
+	// (for a stream lock, or for a concurrent insert of its version) runs
+	// alone as usual. Appends in a caller's transaction and multi-event
+	// appends are never grouped. Defaults to SoloAppendsDefault (2); a
+	// negative value turns grouping off.
+	SoloAppends int
 }
 
 // EventStore appends and reads events in PostgreSQL. It is safe for
@@ -83,6 +95,7 @@ type EventStore struct {
 	// lockSeed keeps the stream locks of different schemas apart: it seeds
 	// the hash of the stream ID that keys a stream's advisory lock.
 	lockSeed int64
+	groups   *appendGroups // nil when grouping is off
 }
 
 // New returns an EventStore on pool. config may be nil for the defaults.
@@ -99,6 +112,7 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 	c.Schema = cmp.Or(c.Schema, SchemaDefault)
 	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, MaxEventBytesDefault)
 	c.ReadPageSize = cmp.Or(c.ReadPageSize, ReadPageSizeDefault)
+	c.SoloAppends = cmp.Or(c.SoloAppends, SoloAppendsDefault)
 	if c.Registry == nil {
 		c.Registry = core.NewRegistry()
 	}
@@ -108,7 +122,7 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &EventStore{
+	s := &EventStore{
 		pool:     pool,
 		queries:  dbsqlc.New(),
 		registry: c.Registry,
@@ -117,7 +131,11 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 		logger:   c.Logger,
 		sql:      newSQLRenderer(c.Schema),
 		lockSeed: streamLockSeed(c.Schema),
-	}, nil
+	}
+	if c.SoloAppends > 0 {
+		s.groups = newAppendGroups(s, c.SoloAppends)
+	}
+	return s, nil
 }
 
 // streamLockSeed is the FNV-1a hash of the schema name.

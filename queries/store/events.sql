@@ -79,8 +79,11 @@ CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
 -- ROWS FROM walks each array once; subscripting arrays of variable-length
--- elements (batch.n) would walk them from the start for every event.
-CROSS JOIN ROWS FROM (unnest(@event_ids::uuid[]), unnest(@event_types::text[]), unnest(@data::jsonb[]),
+-- elements (batch.n) would walk them from the start for every event. The
+-- subquery hides the arrays' length from the planner: a custom plan would
+-- look cheaper than the generic one for any batch under 100 events, so
+-- PostgreSQL would plan the statement again on every call.
+CROSS JOIN ROWS FROM (unnest((SELECT @event_ids::uuid[])), unnest(@event_types::text[]), unnest(@data::jsonb[]),
                       unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE @expected_kind::text
@@ -112,7 +115,7 @@ FROM (SELECT pg_advisory_xact_lock_shared(
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
             FROM /* TEMPLATE: schema */events AS current
             WHERE current.stream_id = @stream_id::text) AS head
-CROSS JOIN ROWS FROM (unnest(@event_ids::uuid[]), unnest(@event_types::text[]), unnest(@data::jsonb[]),
+CROSS JOIN ROWS FROM (unnest((SELECT @event_ids::uuid[])), unnest(@event_types::text[]), unnest(@data::jsonb[]),
                       unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
 WHERE CASE @expected_kind::text
@@ -125,6 +128,59 @@ RETURNING stream_version, recorded_at
 SELECT coalesce(min(stream_version), 0)::bigint AS from_version, count(*)::bigint AS appended,
        coalesce(max(recorded_at), now())::timestamptz AS recorded_at
 FROM appended;
+
+-- name: EventAppendGroup :many
+-- Single-event appends of different callers, grouped into one statement and
+-- so one transaction: each is stored or skipped on its own (its expectation,
+-- its versions and its event id), and the store runs every skipped one
+-- again alone. A grouped statement must never wait on another transaction,
+-- whose owner could be waiting on one of the grouped callers: stream locks
+-- are only tried, and the lock timeout, set first (the uncorrelated
+-- subquery is evaluated once, before any row can pass the filter), bounds
+-- the wait for a concurrent insert of the same version or event id.
+--
+-- Every kind of expectation is checked against the stream's head, which the
+-- planner always reads from the end of the version index: an EXISTS probe
+-- for Exact could be planned, on a table without statistics, as a hash of
+-- the whole table built on every call. The subquery around the first array
+-- keeps the plan generic (see EventAppend). The category is computed as the
+-- store's categoryOf does.
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT appends.stream_id,
+       CASE appends.kind
+           WHEN 'no_stream' THEN 1
+           WHEN 'exact' THEN appends.expected + 1
+           ELSE head.version + 1
+       END,
+       CASE WHEN strpos(appends.stream_id, '-') > 0
+            THEN left(appends.stream_id, strpos(appends.stream_id, '-') - 1) END,
+       appends.event_id,
+       appends.event_type,
+       appends.data,
+       appends.headers,
+       nullif(appends.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       nullif(appends.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
+FROM ROWS FROM (unnest((SELECT @stream_ids::text[])), unnest(@expected_kinds::text[]),
+                unnest(@expected_versions::bigint[]), unnest(@event_ids::uuid[]),
+                unnest(@event_types::text[]), unnest(@data::jsonb[]), unnest(@headers::jsonb[]),
+                unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
+    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
+CROSS JOIN LATERAL (SELECT coalesce(max(current.stream_version), 0) AS version
+                    FROM /* TEMPLATE: schema */events AS current
+                    WHERE current.stream_id = appends.stream_id) AS head
+WHERE (SELECT set_config('lock_timeout', @lock_timeout::text, true)) IS NOT NULL
+  AND CASE appends.kind
+          WHEN 'no_stream' THEN true
+          ELSE pg_try_advisory_xact_lock_shared(hashtextextended(appends.stream_id, @lock_seed::bigint))
+               AND CASE appends.kind
+                       WHEN 'exact' THEN head.version = appends.expected
+                       WHEN 'stream_exists' THEN head.version >= 1
+                       ELSE true
+                   END
+      END
+ON CONFLICT DO NOTHING
+RETURNING event_id, stream_version, recorded_at;
 
 -- name: EventDeletePartial :exec
 -- Takes back the part of a batch that EventAppend stored before running into

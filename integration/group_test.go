@@ -1,0 +1,274 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/integration/pgenv"
+	"github.com/mire-go/mire/store"
+)
+
+// groupedStore returns a store on its own pool that groups every
+// single-event append beyond the first one in flight.
+func groupedStore(t *testing.T, conns int32) *store.EventStore {
+	t.Helper()
+	return pgenv.NewStore(t, pgenv.NewPool(t, conns), &store.Config{Registry: bankRegistry(), SoloAppends: 1})
+}
+
+// sharedTransactions counts the events that were written in a transaction
+// together with another event: grouped appends.
+func sharedTransactions(t *testing.T, es *store.EventStore) int {
+	t.Helper()
+	var n int
+	err := es.Pool().QueryRow(context.Background(), fmt.Sprintf(
+		`SELECT coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM %s.events GROUP BY xid HAVING count(*) > 1) AS g`,
+		pgx.Identifier{es.Schema()}.Sanitize())).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Many writers on their own streams, every kind of expectation: every
+// append succeeds exactly once at the right version, and most of them share
+// a transaction with others.
+func TestGroupedAppendsKeepEachAppendsOutcome(t *testing.T) {
+	t.Parallel()
+	const (
+		writers = 24
+		appends = 40
+	)
+	ctx := context.Background()
+	es := groupedStore(t, 8)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("account-%d", w)
+			for i := range appends {
+				var expected core.ExpectedVersion
+				switch {
+				case i == 0:
+					expected = core.NoStream
+				case i%3 == 0:
+					expected = core.Any
+				case i%3 == 1:
+					expected = core.Exact(int64(i))
+				default:
+					expected = core.StreamExists
+				}
+				committed, err := es.Append(ctx, stream, expected, core.Event{Data: Deposited{Amount: int64(i)}})
+				if err != nil {
+					errs <- fmt.Errorf("%s append %d (%s): %w", stream, i, expected, err)
+					return
+				}
+				if committed.FromVersion != int64(i+1) || committed.Duplicate {
+					errs <- fmt.Errorf("%s append %d: got version %d (duplicate %v), want %d",
+						stream, i, committed.FromVersion, committed.Duplicate, i+1)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	for w := range writers {
+		stream := fmt.Sprintf("account-%d", w)
+		var version int64
+		for event, err := range es.Read(ctx, core.ReadStream(stream)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			version++
+			if event.StreamVersion != version {
+				t.Fatalf("%s: version %d where %d belongs", stream, event.StreamVersion, version)
+			}
+		}
+		if version != appends {
+			t.Errorf("%s has %d events, want %d", stream, version, appends)
+		}
+	}
+	grouped := sharedTransactions(t, es)
+	t.Logf("%d of %d appends shared a transaction", grouped, writers*appends)
+	if grouped == 0 {
+		t.Error("no two appends shared a transaction: grouping never happened")
+	}
+}
+
+// Writers racing for each version of one stream, beside writers on their
+// own streams, all grouped together: one racer wins each round, the others
+// get the conflict with the winning version, and the bystanders never fail.
+func TestGroupedAppendsIsolateConflicts(t *testing.T) {
+	t.Parallel()
+	const (
+		racers     = 8
+		bystanders = 8
+		rounds     = 25
+	)
+	ctx := context.Background()
+	es := groupedStore(t, 8)
+	const hot = "account-hot"
+
+	for version := int64(0); version < rounds; version++ {
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			wins  int
+			start = make(chan struct{})
+		)
+		for r := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := es.Append(ctx, hot, core.Exact(version), core.Event{Data: Deposited{Amount: int64(r)}})
+				var conflict *core.VersionConflictError
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.As(err, &conflict):
+					if conflict.Actual != version+1 {
+						t.Errorf("round %d: conflict reports version %d, want %d", version, conflict.Actual, version+1)
+					}
+				default:
+					t.Errorf("round %d: %v", version, err)
+				}
+			}()
+		}
+		for b := range bystanders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				stream := fmt.Sprintf("account-bystander-%d", b)
+				if _, err := es.Append(ctx, stream, core.Exact(version), core.Event{Data: Deposited{Amount: 1}}); err != nil {
+					t.Errorf("bystander %s round %d: %v", stream, version, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("round %d: %d winners, want 1", version, wins)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d appends shared a transaction", sharedTransactions(t, es))
+}
+
+// A retry racing its original, with the same event id: both return the one
+// stored event, whether they met in one group or not.
+func TestGroupedAppendsResolveRacingRetries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := groupedStore(t, 8)
+
+	const pairs = 30
+	var wg sync.WaitGroup
+	results := make([][2]*core.CommittedEvents, pairs)
+	for p := range pairs {
+		event := core.Event{Data: Deposited{Amount: int64(p)}, Metadata: core.EventMetadata{EventID: uuid.New()}}
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				committed, err := es.Append(ctx, fmt.Sprintf("account-retry-%d", p), core.NoStream, event)
+				if err != nil {
+					t.Errorf("pair %d, append %d: %v", p, i, err)
+					return
+				}
+				results[p][i] = committed
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for p, pair := range results {
+		if pair[0].FromVersion != 1 || pair[1].FromVersion != 1 {
+			t.Errorf("pair %d: versions %d and %d, want 1 and 1", p, pair[0].FromVersion, pair[1].FromVersion)
+		}
+		if pair[0].Duplicate == pair[1].Duplicate {
+			t.Errorf("pair %d: duplicate %v and %v, want exactly one retry", p, pair[0].Duplicate, pair[1].Duplicate)
+		}
+	}
+}
+
+// The hazard of grouping: a caller holds a transaction that inserted a
+// stream's next version, and before committing it appends to another
+// stream on the pool. If that append shared a statement with appends
+// racing for the held version, and the statement waited for the holder,
+// the holder would wait for itself forever. The grouped statement gives up
+// instead, and the holder's appends go through.
+func TestGroupedAppendsNeverWaitForTheirOwnCaller(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := groupedStore(t, 12)
+	const held = "account-held"
+
+	tx, err := es.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := es.AppendTx(ctx, tx, held, core.NoStream, core.Event{Data: Opened{Owner: "holder"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Racers for the held version, giving up after a moment and coming
+	// back, so that some of them are queued whenever the holder appends.
+	racersCtx, stopRacers := context.WithCancel(ctx)
+	defer stopRacers()
+	var racers sync.WaitGroup
+	for range 6 {
+		racers.Add(1)
+		go func() {
+			defer racers.Done()
+			for racersCtx.Err() == nil {
+				attempt, cancel := context.WithTimeout(racersCtx, 20*time.Millisecond)
+				_, err := es.Append(attempt, held, core.NoStream, core.Event{Data: Opened{Owner: "racer"}})
+				cancel()
+				if err == nil {
+					t.Error("a racer opened the held stream")
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	// The holder's own appends, while tx is open, finish.
+	holderCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if _, err := es.Append(holderCtx, fmt.Sprintf("account-other-%d", i), core.NoStream,
+			core.Event{Data: Opened{Owner: "holder"}}); err != nil {
+			t.Fatalf("holder's append %d while holding a version others wait for: %v", i, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopRacers()
+	racers.Wait()
+}

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mire-go/mire/store/internal/dbsqlc"
+)
+
+const (
+	// SoloAppendsDefault is how many single-event appends on the pool run
+	// alone at once, unless configured, before further ones are grouped.
+	SoloAppendsDefault = 2
+
+	// maxGroupSize bounds the appends one grouped statement carries.
+	maxGroupSize = 256
+
+	// groupLockTimeout bounds how long a grouped statement waits for a
+	// concurrent insert of one of its versions or event ids to commit or
+	// roll back. Past it the statement fails and every append in it runs
+	// on its own, where waiting is safe.
+	groupLockTimeout = "100ms"
+)
+
+// appendGroups writes concurrent single-event appends on the pool together
+// (group commit).
+//
+// An append runs alone, as it would without grouping, while fewer than the
+// configured number of appends run alone. Past that it queues, and a
+// drainer takes everything queued (up to maxGroupSize) into one statement
+// and one transaction: under load N commits, WAL flushes and round trips
+// become one, and the more appends arrive while a group runs, the larger
+// the next. Nothing waits for a timer, and an append that finds a free slot
+// pays nothing extra.
+//
+// A grouped statement stores or skips each append on its own and never
+// waits for another transaction (see EventAppendGroup), so appends blocked
+// on a stream lock never hold up the queue. Skipped appends (expectation
+// not met, versions or event id taken, stream locked) and every append of a
+// statement that failed go back to their callers, who run them alone: that
+// path explains conflicts, resolves retries and waits for locks, none of
+// which a group may do on another caller's behalf.
+type appendGroups struct {
+	store     *EventStore
+	soloLimit int
+
+	mu       sync.Mutex
+	solo     int              // appends running alone
+	draining int              // drainers running
+	queue    []*groupedAppend // appends waiting for a group
+}
+
+// maxDrainers bounds the groups in flight at once. While one group runs,
+// the next fills.
+const maxDrainers = 2
+
+// groupedAppend is one caller's append waiting for, or in, a group.
+type groupedAppend struct {
+	ctx    context.Context
+	params *dbsqlc.EventAppendParams
+	done   chan struct{} // closed when the fields below are set
+
+	version    int64
+	recordedAt time.Time
+	appended   bool // false: run the append alone
+}
+
+func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
+	return &appendGroups{store: store, soloLimit: soloLimit}
+}
+
+// runAlone reports whether an append may run alone now; if so, the caller
+// calls doneAlone when it has.
+func (g *appendGroups) runAlone() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.solo < g.soloLimit {
+		g.solo++
+		return true
+	}
+	return false
+}
+
+func (g *appendGroups) doneAlone() {
+	g.mu.Lock()
+	g.solo--
+	g.mu.Unlock()
+}
+
+// append queues a single-event append for the next group and waits for its
+// outcome. It reports appended false when the caller must run the append
+// alone, and an error only when ctx ended first: the outcome is then
+// unknown.
+func (g *appendGroups) append(ctx context.Context, params *dbsqlc.EventAppendParams) (version int64, recordedAt time.Time, appended bool, err error) {
+	request := &groupedAppend{ctx: ctx, params: params, done: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, request)
+	if g.draining < maxDrainers {
+		g.draining++
+		go g.drain()
+	}
+	g.mu.Unlock()
+
+	select {
+	case <-request.done:
+		return request.version, request.recordedAt, request.appended, nil
+	case <-ctx.Done():
+		return 0, time.Time{}, false, context.Cause(ctx)
+	}
+}
+
+// drain runs groups of queued appends until the queue is empty.
+func (g *appendGroups) drain() {
+	for g.runQueued() {
+	}
+}
+
+// runQueued runs one group of what is queued and reports whether there was
+// anything to run.
+func (g *appendGroups) runQueued() bool {
+	g.mu.Lock()
+	n := min(len(g.queue), maxGroupSize)
+	group := make([]*groupedAppend, 0, n)
+	for _, request := range g.queue[:n] {
+		if request.ctx.Err() != nil {
+			// Its caller has left: nothing was written, nobody is waiting.
+			close(request.done)
+			continue
+		}
+		group = append(group, request)
+	}
+	clear(g.queue[:n])
+	g.queue = g.queue[n:]
+	if n == 0 {
+		// Decided under the lock: an append queued after this sees the
+		// drainer gone and starts one.
+		g.draining--
+		g.mu.Unlock()
+		return false
+	}
+	g.mu.Unlock()
+
+	if len(group) > 0 {
+		g.run(group)
+	}
+	return true
+}
+
+// run writes group in one statement and hands every caller its outcome.
+func (g *appendGroups) run(group []*groupedAppend) {
+	defer func() {
+		for _, request := range group {
+			close(request.done)
+		}
+	}()
+
+	// Event ids map results back to requests, so two requests with one id
+	// (a retry racing its original) cannot share a statement: the later
+	// ones run alone.
+	byID := make(map[uuid.UUID]*groupedAppend, len(group))
+	params := &dbsqlc.EventAppendGroupParams{
+		LockTimeout: groupLockTimeout,
+		LockSeed:    g.store.lockSeed,
+	}
+	for _, request := range group {
+		p := request.params
+		id := p.EventIds[0]
+		if _, dup := byID[id]; dup {
+			continue
+		}
+		byID[id] = request
+		params.StreamIds = append(params.StreamIds, p.StreamID)
+		params.ExpectedKinds = append(params.ExpectedKinds, p.ExpectedKind)
+		params.ExpectedVersions = append(params.ExpectedVersions, p.ExpectedVersion)
+		params.EventIds = append(params.EventIds, id)
+		params.EventTypes = append(params.EventTypes, p.EventTypes[0])
+		params.Data = append(params.Data, p.Data[0])
+		params.Headers = append(params.Headers, p.Headers[0])
+		params.CorrelationIds = append(params.CorrelationIds, p.CorrelationIds[0])
+		params.CausationIds = append(params.CausationIds, p.CausationIds[0])
+	}
+
+	// The statement serves many callers: no one caller's cancellation may
+	// abort it. The first request's context still carries its values.
+	ctx := context.WithoutCancel(group[0].ctx)
+	rows, err := g.store.queries.EventAppendGroup(ctx, g.store.db(g.store.pool), params)
+	if err != nil {
+		// A lock timeout, a lost connection, anything: every caller runs
+		// its append alone, which reports the error if it persists and
+		// resolves a commit whose acknowledgement was lost as a retry.
+		g.store.logger.DebugContext(ctx, "store: a group of appends failed; appending them one by one",
+			"appends", len(params.EventIds), "error", err)
+		return
+	}
+	for _, row := range rows {
+		if request, ok := byID[row.EventID]; ok {
+			request.version, request.recordedAt, request.appended = row.StreamVersion, row.RecordedAt.UTC(), true
+		}
+	}
+}
+
+// groupable reports whether an append may join a group: one event, on the
+// pool (a caller's transaction is its own).
+func (s *EventStore) groupable(exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams) bool {
+	_, onPool := exec.(*pgxpool.Pool)
+	return s.groups != nil && onPool && len(params.EventIds) == 1
+}
