@@ -75,7 +75,8 @@ const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+sna
 	"warm-up; events_per_sec is the median of the rounds, ratio_to_raw compares medians; load counts the " +
 	"aggregate's events per load (events_per_op) whether replayed or restored from a snapshot, so its ratio is " +
 	"the ratio of loads/s; mire appends and saves run with a store.Sequencer (20ms) and a measurement " +
-	"ends only once every appended event has a global position"
+	"ends only once every appended event has a global position; mire runs with its default store.Config, so " +
+	"concurrent single-event appends are group-committed (Config.SoloAppends; -solo-appends -1 turns it off)"
 
 const rawBaseline = "table with a bigserial primary key and no other index or constraint; one event: " +
 	"INSERT ... VALUES autocommit; a batch: one INSERT ... SELECT FROM unnest(arrays) autocommit; " +

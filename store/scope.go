@@ -14,8 +14,9 @@ import (
 )
 
 // Session is where aggregates are loaded and saved: an [*EventStore], where
-// every call runs in its own transaction, or a [*Scope], where calls share
-// one. Load, Save and the snapshot variants take either.
+// every call runs in its own transaction (concurrent single-event appends
+// may share one, each with its own outcome: see [Config.SoloAppends]), or a
+// [*Scope], where calls share one. Load, Save and the snapshot variants take either.
 type Session interface {
 	session() (*EventStore, dbsqlc.DBTX, error)
 }
