@@ -272,3 +272,48 @@ func TestGroupedAppendsNeverWaitForTheirOwnCaller(t *testing.T) {
 	stopRacers()
 	racers.Wait()
 }
+
+// An append whose caller has already gone while it waits for a group
+// reports that and writes nothing.
+func TestGroupedAppendOfAGoneCallerWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := groupedStore(t, 4)
+
+	// Hold the one solo slot: an append blocked on a version tx holds.
+	tx, err := es.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := es.AppendTx(ctx, tx, "account-held", core.NoStream, core.Event{Data: Opened{Owner: "holder"}}); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := es.Append(ctx, "account-held", core.NoStream, core.Event{Data: Opened{Owner: "solo"}})
+		blocked <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range 10 {
+		stream := fmt.Sprintf("account-gone-%d", i)
+		_, err := es.Append(gone, stream, core.NoStream, core.Event{Data: Opened{Owner: "gone"}})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("append of a gone caller: %v, want context.Canceled", err)
+		}
+		if version, err := es.StreamVersion(ctx, stream); err != nil || version != 0 {
+			t.Fatalf("%s after a gone caller's append: version %d (%v), want 0", stream, version, err)
+		}
+	}
+
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var conflict *core.VersionConflictError
+	if err := <-blocked; !errors.As(err, &conflict) {
+		t.Fatalf("the blocked append: %v, want a conflict", err)
+	}
+}
