@@ -317,3 +317,99 @@ func TestGroupedAppendOfAGoneCallerWritesNothing(t *testing.T) {
 		t.Fatalf("the blocked append: %v, want a conflict", err)
 	}
 }
+
+// Connections die under grouped appends: a group's statement is killed
+// before, during or after its commit. Writers that see an error append
+// again with the same event ids, as the docs tell them to. Every stream
+// ends with exactly its events, once each, in order.
+func TestGroupedAppendsSurviveKilledConnections(t *testing.T) {
+	t.Parallel()
+	const (
+		writers = 12
+		appends = 30
+	)
+	ctx := context.Background()
+	es := groupedStore(t, 8)
+	admin := pgenv.Pool(t)
+
+	stop := make(chan struct{})
+	killerDone := make(chan int)
+	go func() {
+		kills := 0
+		defer func() { killerDone <- kills }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			var n int
+			err := admin.QueryRow(ctx, `SELECT count(*) FROM (
+				SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE pid <> pg_backend_pid() AND state = 'active'
+				  AND query LIKE '%EventAppendGroup%' AND strpos(query, $1) > 0) AS killed`,
+				es.Schema()).Scan(&n)
+			if err != nil {
+				t.Errorf("killer: %v", err)
+				return
+			}
+			kills += n
+		}
+	}()
+
+	var wg sync.WaitGroup
+	ids := make([][]uuid.UUID, writers)
+	var failures sync.Map
+	for w := range writers {
+		ids[w] = make([]uuid.UUID, appends)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("account-%d", w)
+			for i := range appends {
+				ids[w][i] = uuid.New()
+				event := core.Event{Data: Deposited{Amount: int64(i)}, Metadata: core.EventMetadata{EventID: ids[w][i]}}
+				for attempt := 1; ; attempt++ {
+					committed, err := es.Append(ctx, stream, core.Exact(int64(i)), event)
+					if err == nil {
+						if committed.FromVersion != int64(i+1) {
+							t.Errorf("%s append %d: version %d", stream, i, committed.FromVersion)
+						}
+						break
+					}
+					failures.Store(fmt.Sprintf("%s/%d/%d", stream, i, attempt), err)
+					if attempt == 50 {
+						t.Errorf("%s append %d: still failing after %d attempts: %v", stream, i, attempt, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	kills := <-killerDone
+
+	errorsSeen := 0
+	failures.Range(func(_, _ any) bool { errorsSeen++; return true })
+	t.Logf("%d grouped statements killed; writers saw %d errors and appended again", kills, errorsSeen)
+	if kills == 0 {
+		t.Error("the killer never caught a grouped statement: the test proved nothing")
+	}
+	for w := range writers {
+		stream := fmt.Sprintf("account-%d", w)
+		i := 0
+		for event, err := range es.Read(ctx, core.ReadStream(stream)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i >= appends || event.Metadata.EventID != ids[w][i] || event.StreamVersion != int64(i+1) {
+				t.Fatalf("%s: event %d is %v at version %d, want %v at %d", stream, i, event.Metadata.EventID, event.StreamVersion, ids[w][i], i+1)
+			}
+			i++
+		}
+		if i != appends {
+			t.Errorf("%s has %d events, want %d", stream, i, appends)
+		}
+	}
+}
