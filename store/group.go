@@ -29,13 +29,16 @@ const (
 // appendGroups writes concurrent single-event appends on the pool together
 // (group commit).
 //
-// An append runs alone, as it would without grouping, while fewer than the
-// configured number of appends run alone. Past that it queues, and a
-// drainer takes everything queued (up to maxGroupSize) into one statement
-// and one transaction: under load N commits, WAL flushes and round trips
-// become one, and the more appends arrive while a group runs, the larger
-// the next. Nothing waits for a timer, and an append that finds a free slot
-// pays nothing extra.
+// An append runs alone, as it would without grouping, while no group is
+// being written and fewer than the configured number of appends run alone.
+// Otherwise it queues, and a drainer takes everything queued (up to
+// maxGroupSize) into one statement and one transaction: under load N
+// commits, WAL flushes and round trips become one, and the more appends
+// arrive while a group runs, the larger the next. Once groups form, new
+// appends join them rather than run alone, which keeps groups large: at 16
+// writers on two cores, one drainer made groups of 8 and two of 5, against
+// 2.4 when appends ran alone beside the drainers. Nothing waits for a
+// timer, and an append under light load pays nothing extra.
 //
 // A grouped statement stores or skips each append on its own and never
 // waits for another transaction (see EventAppendGroup), so appends blocked
@@ -55,7 +58,8 @@ type appendGroups struct {
 }
 
 // maxDrainers bounds the groups in flight at once. While one group runs,
-// the next fills.
+// the next fills. One drainer made the largest groups on a 2-core machine;
+// two leave a larger server room to run groups side by side.
 const maxDrainers = 2
 
 // groupedAppend is one caller's append waiting for, or in, a group.
@@ -73,12 +77,13 @@ func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
 	return &appendGroups{store: store, soloLimit: soloLimit}
 }
 
-// runAlone reports whether an append may run alone now; if so, the caller
-// calls doneAlone when it has.
+// runAlone reports whether an append may run alone now: no group is being
+// written and a solo slot is free. If so, the caller calls doneAlone when it
+// has.
 func (g *appendGroups) runAlone() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.solo < g.soloLimit {
+	if g.solo < g.soloLimit && g.draining == 0 {
 		g.solo++
 		return true
 	}

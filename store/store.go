@@ -70,10 +70,11 @@ type Config struct {
 	Logger *slog.Logger
 
 	// SoloAppends is how many single-event appends on the pool run alone at
-	// once, each its own statement and transaction. Appends beyond it are
-	// grouped (group commit): each group is one statement and one
-	// transaction, so one commit and one round trip for every append that
-	// arrived while the previous group ran. Each append in a group keeps its
+	// once, each its own statement and transaction. Appends beyond it, and
+	// every append while groups are being written, are grouped (group
+	// commit): each group is one statement and one transaction, so one
+	// commit and one round trip for every append that arrived while the
+	// previous group ran. Each append in a group keeps its
 	// own expectation and outcome; one a group cannot store without waiting
 	// (for a stream lock, or for a concurrent insert of its version) runs
 	// alone as usual. Appends in a caller's transaction and multi-event
