@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
@@ -389,6 +393,8 @@ func TestGroupedAppendsSurviveKilledConnections(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	kills := <-killerDone
+	// The last kills can leave dead connections idle in the pool.
+	es.Pool().Reset()
 
 	errorsSeen := 0
 	failures.Range(func(_, _ any) bool { errorsSeen++; return true })
@@ -412,4 +418,183 @@ func TestGroupedAppendsSurviveKilledConnections(t *testing.T) {
 			t.Errorf("%s has %d events, want %d", stream, i, appends)
 		}
 	}
+}
+
+// A network partition stalls the connections of grouped statements. Their
+// callers give up; the groups must give up with them, or the drainers would
+// stay stuck on dead connections and every later append would queue behind
+// them until TCP gave up.
+func TestGroupedAppendsLetGoOfStalledConnections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	proxy := newStallProxy(t)
+	config, err := pgxpool.ParseConfig(pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.ConnConfig.Host, config.ConnConfig.Port = proxy.host, proxy.port
+	config.ConnConfig.Fallbacks = nil
+	config.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	// Before the pool closes: a stalled connection takes pgxpool 15s to
+	// give up on.
+	t.Cleanup(proxy.end)
+	es := pgenv.NewStore(t, pool, &store.Config{Registry: bankRegistry(), SoloAppends: 1})
+
+	// Prepare the statements, then cut the network.
+	appendAll := func(wave string, n int, timeout time.Duration) []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				appendCtx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				_, errs[i] = es.Append(appendCtx, fmt.Sprintf("account-%s-%d", wave, i), core.NoStream,
+					core.Event{Data: Opened{Owner: wave}})
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	for _, err := range appendAll("warm", 8, 10*time.Second) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.stall()
+
+	// Two waves, so that both drainers take a group onto a stalled
+	// connection; every caller gives up.
+	var waves sync.WaitGroup
+	for _, wave := range []string{"first", "second"} {
+		waves.Add(1)
+		go func() {
+			defer waves.Done()
+			for _, err := range appendAll(wave, 6, 300*time.Millisecond) {
+				if err == nil {
+					t.Errorf("%s wave: an append went through a stalled connection", wave)
+				}
+			}
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	waves.Wait()
+
+	// The network is back for new connections; an append must go through.
+	proxy.heal()
+	pool.Reset()
+	appendCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := es.Append(appendCtx, "account-after", core.NoStream, core.Event{Data: Opened{Owner: "after"}}); err != nil {
+		t.Fatalf("append after the partition: %v (are the drainers still stuck on stalled connections?)", err)
+	}
+}
+
+// stallProxy forwards TCP connections to the test server. While it stalls,
+// as in a network partition, it forwards nothing; a connection it stalled
+// stays so until the test ends.
+type stallProxy struct {
+	host    string
+	port    uint16
+	target  string
+	release chan struct{} // closed by end
+	ending  sync.Once
+
+	mu       sync.Mutex
+	stalled  []*atomic.Bool
+	stalling bool // connections opened now stall too
+}
+
+func newStallProxy(t *testing.T) *stallProxy {
+	t.Helper()
+	config, err := pgx.ParseConfig(pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	address := listener.Addr().(*net.TCPAddr)
+	p := &stallProxy{
+		host:    "127.0.0.1",
+		port:    uint16(address.Port),
+		target:  net.JoinHostPort(config.Host, strconv.Itoa(int(config.Port))),
+		release: make(chan struct{}),
+	}
+	t.Cleanup(func() {
+		p.end()
+		listener.Close()
+	})
+	go func() {
+		for {
+			client, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			go p.forward(client)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) forward(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	stalled := &atomic.Bool{}
+	p.mu.Lock()
+	stalled.Store(p.stalling)
+	p.stalled = append(p.stalled, stalled)
+	p.mu.Unlock()
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if stalled.Load() {
+				<-p.release
+				return
+			}
+			if n > 0 {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go pipe(server, client)
+	go pipe(client, server)
+}
+
+// end closes every stalled connection.
+func (p *stallProxy) end() { p.ending.Do(func() { close(p.release) }) }
+
+// stall stalls every connection, open or opened until heal.
+func (p *stallProxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalling = true
+	for _, stalled := range p.stalled {
+		stalled.Store(true)
+	}
+}
+
+// heal lets connections opened from now on through; stalled ones stay so.
+func (p *stallProxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalling = false
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -190,8 +191,21 @@ func (g *appendGroups) run(group []*groupedAppend) {
 	}
 
 	// The statement serves many callers: no one caller's cancellation may
-	// abort it. The first request's context still carries its values.
-	ctx := context.WithoutCancel(group[0].ctx)
+	// abort it, but once all of them have gone nobody waits for it, and a
+	// statement stuck on a dead connection must not hold its drainer. The
+	// first request's context still carries its values.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(group[0].ctx))
+	defer cancel()
+	var waiting atomic.Int64
+	waiting.Store(int64(len(group)))
+	for _, request := range group {
+		stop := context.AfterFunc(request.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
 	rows, err := g.store.queries.EventAppendGroup(ctx, g.store.db(g.store.pool), params)
 	if err != nil {
 		// A lock timeout, a lost connection, anything: every caller runs
