@@ -33,8 +33,8 @@ func sharedTransactions(t *testing.T, es *store.EventStore) int {
 	t.Helper()
 	var n int
 	err := es.Pool().QueryRow(context.Background(), fmt.Sprintf(
-		`SELECT coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM %s.events GROUP BY xid HAVING count(*) > 1) AS g`,
-		pgx.Identifier{es.Schema()}.Sanitize())).Scan(&n)
+		`SELECT coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM %s GROUP BY xid HAVING count(*) > 1) AS g`,
+		storeTable(es, "events"))).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestGroupedAppendsNeverWaitForTheirOwnCaller(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitForLockWaiters(t, es, 1)
 
 	// The holder's own appends, while tx is open, finish.
 	holderCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -298,7 +298,7 @@ func TestGroupedAppendOfAGoneCallerWritesNothing(t *testing.T) {
 		_, err := es.Append(ctx, "account-held", core.NoStream, core.Event{Data: Opened{Owner: "solo"}})
 		blocked <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitForLockWaiters(t, es, 1)
 
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
@@ -308,9 +308,7 @@ func TestGroupedAppendOfAGoneCallerWritesNothing(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("append of a gone caller: %v, want context.Canceled", err)
 		}
-		if version, err := es.StreamVersion(ctx, stream); err != nil || version != 0 {
-			t.Fatalf("%s after a gone caller's append: version %d (%v), want 0", stream, version, err)
-		}
+		assertStreamVersion(t, es, stream, 0)
 	}
 
 	if err := tx.Commit(ctx); err != nil {

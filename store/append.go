@@ -70,7 +70,9 @@ func (s *EventStore) append(ctx context.Context, exec dbsqlc.DBTX, streamID stri
 		to := from + int64(len(recorded)) - 1
 		return &core.CommittedEvents{StreamID: streamID, FromVersion: from, ToVersion: to, Events: recorded}
 	}
-	if s.groupable(exec, params) {
+	if onPool && s.groups != nil && len(events) == 1 {
+		// Alone, or in a group with other callers' single-event appends;
+		// a caller's transaction and a batch are their own.
 		if s.groups.runAlone() {
 			defer s.groups.doneAlone()
 		} else {

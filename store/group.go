@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
@@ -220,11 +219,4 @@ func (g *appendGroups) run(group []*groupedAppend) {
 			request.version, request.recordedAt, request.appended = row.StreamVersion, row.RecordedAt.UTC(), true
 		}
 	}
-}
-
-// groupable reports whether an append may join a group: one event, on the
-// pool (a caller's transaction is its own).
-func (s *EventStore) groupable(exec dbsqlc.DBTX, params *dbsqlc.EventAppendParams) bool {
-	_, onPool := exec.(*pgxpool.Pool)
-	return s.groups != nil && onPool && len(params.EventIds) == 1
 }
