@@ -53,7 +53,44 @@ var (
 	// the store uses: run the store's Migrate first. It matches a
 	// [DatabaseError] of kind [DbSchemaNotMigrated].
 	ErrSchemaNotMigrated = errors.New("mire: schema not migrated")
+
+	// ErrSchemaVersion means the store's schema is at a migration version
+	// other than the one the code was built for. See [SchemaVersionError].
+	ErrSchemaVersion = errors.New("mire: schema version mismatch")
 )
+
+// SchemaVersionError reports a schema that the store refuses to run
+// against: migrated to another version than the code expects, or left dirty
+// by a failed migration. An older schema also matches
+// [ErrSchemaNotMigrated].
+type SchemaVersionError struct {
+	Schema string
+	// Version is the schema's migration version; Dirty that a migration to
+	// it failed part way.
+	Version uint
+	Dirty   bool
+	// Want is the version the code expects.
+	Want uint
+}
+
+func (e *SchemaVersionError) Error() string {
+	switch {
+	case e.Dirty:
+		return fmt.Sprintf("mire: schema %q is at migration %d, left dirty by a failed migration (this code needs %d): run Migrate, which recovers it",
+			e.Schema, e.Version, e.Want)
+	case e.Version < e.Want:
+		return fmt.Sprintf("mire: schema %q is at migration %d, this code needs %d: run Migrate", e.Schema, e.Version, e.Want)
+	default:
+		return fmt.Sprintf("mire: schema %q is at migration %d, newer than this code understands (%d): deploy the newer code, or migrate the schema down",
+			e.Schema, e.Version, e.Want)
+	}
+}
+
+// Is makes the error match [ErrSchemaVersion], and [ErrSchemaNotMigrated]
+// for a schema behind the code.
+func (e *SchemaVersionError) Is(target error) bool {
+	return target == ErrSchemaVersion || (target == ErrSchemaNotMigrated && (e.Dirty || e.Version < e.Want))
+}
 
 // VersionConflictError reports an append whose expected version did not
 // hold.

@@ -168,7 +168,7 @@ func TestSequencerAfterRestoreIntoAnotherCluster(t *testing.T) {
 	const ahead = "2000000000"
 	exec := func(sql string) {
 		t.Helper()
-		sql = fmt.Sprintf(sql, storeTable(es, "events"), storeTable(es, "event_log"), storeTable(es, "sequencer_state"))
+		sql = fmt.Sprintf(sql, storeTable(es, "events"), storeTable(es, "event_log"), storeTable(es, "sequencer_sweeps"))
 		if _, err := pgenv.Pool(t).Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}

@@ -154,7 +154,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 			})
 			row = (*dbsqlc.EventAppendNewRow)(next)
 		}
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, pgx.ErrNoRows) || (onPool && isSerializationFailure(err)) {
 			return 0, time.Time{}, false, nil
 		}
 		if err != nil {
@@ -168,7 +168,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 		// the whole batch.
 		row, err := s.queries.EventAppendAtomic(ctx, db, (*dbsqlc.EventAppendAtomicParams)(params))
 		switch {
-		case isUniqueViolation(err) || (err == nil && row.Appended == 0):
+		case isUniqueViolation(err) || isSerializationFailure(err) || (err == nil && row.Appended == 0):
 			return 0, time.Time{}, false, nil
 		case err != nil:
 			return 0, time.Time{}, false, err
@@ -178,30 +178,41 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 		return row.FromVersion, row.RecordedAt.UTC(), true, nil
 	}
 
-	var versions []int64
-	rows, err := s.queries.EventAppend(ctx, db, params)
+	tx, ok := exec.(pgx.Tx)
+	if !ok {
+		return 0, time.Time{}, false, fmt.Errorf("mire: append to %q: a batch runs on the pool or in a pgx.Tx, not a %T", params.StreamID, exec)
+	}
+	return s.insertBatchInTx(ctx, tx, params)
+}
+
+// insertBatchInTx appends a batch in the caller's transaction, under a
+// savepoint. ON CONFLICT DO NOTHING keeps a lost race from aborting the
+// transaction, but can store part of a batch when a concurrent append took
+// some of its versions (or it reuses stored event ids); rolling back to the
+// savepoint takes that part back without DELETE, which the runtime role does
+// not have.
+func (s *EventStore) insertBatchInTx(ctx context.Context, tx pgx.Tx, params *dbsqlc.EventAppendParams) (from int64, recordedAt time.Time, appended bool, err error) {
+	savepoint, err := tx.Begin(ctx)
 	if err != nil {
 		return 0, time.Time{}, false, err
 	}
-	for _, row := range rows {
-		versions = append(versions, row.StreamVersion)
-		recordedAt = row.RecordedAt
-	}
-	if len(versions) > 0 && len(versions) < len(params.EventIds) {
-		// A concurrent append took some of the batch's versions (or it
-		// reuses stored event ids): take back what was stored, in this
-		// same transaction, and report the refusal.
-		err := s.queries.EventDeletePartial(ctx, db, &dbsqlc.EventDeletePartialParams{
-			StreamID: params.StreamID, StreamVersions: versions, EventIds: params.EventIds})
-		s.logger.DebugContext(ctx, "store: took back a partial batch", "stream_id", params.StreamID,
-			"stored", len(versions), "batch", len(params.EventIds), "error", err)
+	defer savepoint.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; a failed rollback fails the caller's next statement
+	rows, err := s.queries.EventAppend(ctx, s.db(savepoint), params)
+	if err != nil {
 		return 0, time.Time{}, false, err
 	}
-	if len(versions) == 0 {
-		return 0, time.Time{}, false, nil
+	if len(rows) < len(params.EventIds) {
+		s.logger.DebugContext(ctx, "store: took back a partial batch", "stream_id", params.StreamID,
+			"stored", len(rows), "batch", len(params.EventIds))
+		return 0, time.Time{}, false, savepoint.Rollback(ctx)
 	}
-	if len(versions) != len(params.EventIds) {
-		return 0, time.Time{}, false, fmt.Errorf("mire: append to %q stored %d of %d events", params.StreamID, len(versions), len(params.EventIds))
+	if err := savepoint.Commit(ctx); err != nil {
+		return 0, time.Time{}, false, err
+	}
+	versions := make([]int64, len(rows))
+	for i, row := range rows {
+		versions[i] = row.StreamVersion
+		recordedAt = row.RecordedAt
 	}
 	return slices.Min(versions), recordedAt.UTC(), true, nil
 }
@@ -358,6 +369,17 @@ func isUniqueViolation(err error) bool {
 		(pgErr.ConstraintName == "events_stream_version_key" || pgErr.ConstraintName == "events_event_id_key")
 }
 
+// isSerializationFailure reports a statement that lost a race under
+// REPEATABLE READ or SERIALIZABLE, the pool's default isolation if so
+// configured: where READ COMMITTED would skip a version taken since its
+// snapshot (ON CONFLICT DO NOTHING) they fail. A statement on the pool is
+// its own transaction, so the failure writes nothing: the store asks why,
+// in a new statement and snapshot, as for any refused append.
+func isSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
+}
+
 // resolveRetry decides what a refused append whose event IDs are already
 // stored was: a retry of a committed append (same stream, same content, one
 // contiguous run) returns the original result; anything else is a reused ID.
@@ -391,7 +413,7 @@ func (s *EventStore) resolveRetry(ctx context.Context, exec dbsqlc.DBTX, params 
 			committed.FromVersion = stored.StreamVersion
 		}
 		committed.ToVersion = stored.StreamVersion
-		recorded, err := recordedFromRow(stored, 0)
+		recorded, err := recordedFromRow(stored, orZero(row.GlobalPosition))
 		if err != nil {
 			return nil, err
 		}

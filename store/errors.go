@@ -20,7 +20,8 @@ func (s *EventStore) interpretError(op string, err error) error {
 		return nil
 	}
 	var mireErr *core.DatabaseError
-	if errors.As(err, &mireErr) {
+	var versionErr *core.SchemaVersionError
+	if errors.As(err, &mireErr) || errors.As(err, &versionErr) {
 		return err
 	}
 	kind := classify(err)

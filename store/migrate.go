@@ -72,6 +72,7 @@ func (s *EventStore) MigrationVersion(ctx context.Context) (version uint, dirty 
 }
 
 func (s *EventStore) withMigrator(ctx context.Context, run func(*migrate.Migrate) error) error {
+	defer s.forgetSchemaCheck()
 	if err := s.createSchema(ctx); err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func newMigrator(ctx context.Context, db *sql.DB, schemaName string) (*migrate.M
 }
 
 func (s *EventStore) createSchema(ctx context.Context) error {
-	err := s.queries.SchemaCreate(ctx, s.db(s.pool))
+	err := s.queries.SchemaCreate(ctx, s.uncheckedDB(s.pool))
 	// Two processes creating the schema at once: one wins, the other hits
 	// the catalog's unique index. Either way the schema exists.
 	var pgErr *pgconn.PgError

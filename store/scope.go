@@ -52,8 +52,16 @@ func (s *EventStore) Begin(ctx context.Context) (*Scope, error) {
 	return s.BeginTx(ctx, pgx.TxOptions{})
 }
 
-// BeginTx is [EventStore.Begin] with transaction options.
+// BeginTx is [EventStore.Begin] with transaction options. An empty IsoLevel
+// means READ COMMITTED, whatever the pool's default: LoadForUpdate reads a
+// stream's version after taking its lock, which needs a snapshot taken then.
+// Under REPEATABLE READ or SERIALIZABLE a write that races another
+// transaction fails with a serialization failure
+// ([core.DbSerializationFailure]): retry the whole scope.
 func (s *EventStore) BeginTx(ctx context.Context, opts pgx.TxOptions) (*Scope, error) {
+	if opts.IsoLevel == "" {
+		opts.IsoLevel = pgx.ReadCommitted
+	}
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, s.interpretError("begin scope", err)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -97,6 +98,11 @@ type EventStore struct {
 	// the hash of the stream ID that keys a stream's advisory lock.
 	lockSeed int64
 	groups   *appendGroups // nil when grouping is off
+
+	schemaCheck schemaCheck
+	// sequenceInTx: the pool's default isolation is not READ COMMITTED, so
+	// sweeps run in transactions that set it.
+	sequenceInTx atomic.Bool
 }
 
 // New returns an EventStore on pool. config may be nil for the defaults.
@@ -180,8 +186,15 @@ func (s *EventStore) Pool() *pgxpool.Pool { return s.pool }
 func (s *EventStore) NotificationChannel() string { return s.schema + ".events" }
 
 // db returns the executor the generated queries run on: exec (the pool or a
-// caller's transaction) with the schema filled into every statement.
+// caller's transaction) with the schema filled into every statement, which
+// runs only once the schema is known to be at the code's version.
 func (s *EventStore) db(exec dbsqlc.DBTX) dbsqlc.DBTX {
+	return schemaDB{exec: exec, sql: s.sql, store: s}
+}
+
+// uncheckedDB is db without the version check, for the statements that
+// create, inspect or grant the schema.
+func (s *EventStore) uncheckedDB(exec dbsqlc.DBTX) dbsqlc.DBTX {
 	return schemaDB{exec: exec, sql: s.sql}
 }
 
@@ -215,21 +228,43 @@ func (r *sqlRenderer) render(query string) string {
 }
 
 type schemaDB struct {
-	exec dbsqlc.DBTX
-	sql  *sqlRenderer
+	exec  dbsqlc.DBTX
+	sql   *sqlRenderer
+	store *EventStore // checks the schema version first; nil: no check
+}
+
+func (d schemaDB) check(ctx context.Context) error {
+	if d.store == nil {
+		return nil
+	}
+	return d.store.ensureSchema(ctx, d.exec)
 }
 
 func (d schemaDB) Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	if err := d.check(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	return d.exec.Exec(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
 
 func (d schemaDB) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	if err := d.check(ctx); err != nil {
+		return nil, err
+	}
 	return d.exec.Query(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
 
 func (d schemaDB) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	if err := d.check(ctx); err != nil {
+		return errRow{err}
+	}
 	return d.exec.QueryRow(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
+
+// errRow is a pgx.Row whose Scan returns err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // nativeUUIDs rewrites uuid.UUID arguments as [16]byte, which pgx encodes
 // directly. A uuid.UUID is a driver.Valuer, so pgx would encode it as the

@@ -59,9 +59,9 @@ RETURNING stream_version, recorded_at;
 -- A batch of events in one statement, for every kind of expectation: the
 -- stream's current version must satisfy it, and the events take the
 -- versions after it. ON CONFLICT DO NOTHING can store part of a batch when a
--- concurrent append took some of its versions; the store deletes such a
--- partial batch again in the same transaction (EventDeletePartial), or on
--- the pool uses EventAppendAtomic instead.
+-- concurrent append took some of its versions; in a caller's transaction the
+-- store runs it under a savepoint and rolls such a partial batch back, and
+-- on the pool it uses EventAppendAtomic instead.
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT @stream_id::text,
@@ -182,14 +182,6 @@ WHERE (SELECT set_config('lock_timeout', @lock_timeout::text, true)) IS NOT NULL
 ON CONFLICT DO NOTHING
 RETURNING event_id, stream_version, recorded_at;
 
--- name: EventDeletePartial :exec
--- Takes back the part of a batch that EventAppend stored before running into
--- a concurrent append: rows of this transaction, invisible to anyone else.
-DELETE FROM /* TEMPLATE: schema */events
-WHERE stream_id = @stream_id::text
-  AND stream_version = ANY(@stream_versions::bigint[])
-  AND event_id = ANY(@event_ids::uuid[]);
-
 -- name: EventAppendRefused :one
 -- Why an append wrote nothing: the stream's version now (a new statement,
 -- so a new snapshot: the version that won) and whether any of the event ids
@@ -202,10 +194,12 @@ SELECT coalesce((
        )::boolean AS duplicate_ids;
 
 -- name: EventFindByIDs :many
--- The stored events among a batch of event ids, with whether each matches
--- the content being appended. Used after a refused append to tell a retried
--- append (same ids, same content) from a conflict or a reused id.
+-- The stored events among a batch of event ids, with their positions once
+-- they have them, and whether each matches the content being appended. Used
+-- after a refused append to tell a retried append (same ids, same content)
+-- from a conflict or a reused id.
 SELECT sqlc.embed(stored),
+       log.global_position,
        (stored.event_type = (@event_types::text[])[batch.n]
         AND stored.data = (@data::jsonb[])[batch.n]
         AND stored.headers IS NOT DISTINCT FROM (@headers::jsonb[])[batch.n]
@@ -216,6 +210,7 @@ SELECT sqlc.embed(stored),
        )::boolean AS same_content
 FROM generate_series(1, cardinality(@event_ids::uuid[])) AS batch(n)
 JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = (@event_ids::uuid[])[batch.n]
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = stored.seq
 ORDER BY batch.n;
 
 -- name: StreamVersion :one

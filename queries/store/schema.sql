@@ -5,3 +5,16 @@
 
 -- name: SchemaCreate :exec
 CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire;
+
+-- name: SchemaVersion :one
+-- The schema's migration version and whether a failed migration left it
+-- dirty (golang-migrate's table: one row).
+SELECT version, dirty FROM /* TEMPLATE: schema */schema_migrations LIMIT 1;
+
+-- name: RuntimeGrant :exec
+-- See grant_runtime in schema/migrations. The name is quoted, so it is
+-- matched exactly.
+SELECT /* TEMPLATE: schema */grant_runtime(quote_ident(@role_name::text)::regrole);
+
+-- name: RuntimeRevoke :exec
+SELECT /* TEMPLATE: schema */revoke_runtime(quote_ident(@role_name::text)::regrole);

@@ -63,9 +63,9 @@ type EventAppendRow struct {
 // A batch of events in one statement, for every kind of expectation: the
 // stream's current version must satisfy it, and the events take the
 // versions after it. ON CONFLICT DO NOTHING can store part of a batch when a
-// concurrent append took some of its versions; the store deletes such a
-// partial batch again in the same transaction (EventDeletePartial), or on
-// the pool uses EventAppendAtomic instead.
+// concurrent append took some of its versions; in a caller's transaction the
+// store runs it under a savepoint and rolls such a partial batch back, and
+// on the pool it uses EventAppendAtomic instead.
 // ROWS FROM walks each array once; subscripting arrays of variable-length
 // elements (batch.n) would walk them from the start for every event. The
 // subquery hides the arrays' length from the planner: a custom plan would
@@ -479,28 +479,9 @@ func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventApp
 	return &i, err
 }
 
-const eventDeletePartial = `-- name: EventDeletePartial :exec
-DELETE FROM /* TEMPLATE: schema */events
-WHERE stream_id = $1::text
-  AND stream_version = ANY($2::bigint[])
-  AND event_id = ANY($3::uuid[])
-`
-
-type EventDeletePartialParams struct {
-	StreamID       string
-	StreamVersions []int64
-	EventIds       []uuid.UUID
-}
-
-// Takes back the part of a batch that EventAppend stored before running into
-// a concurrent append: rows of this transaction, invisible to anyone else.
-func (q *Queries) EventDeletePartial(ctx context.Context, db DBTX, arg *EventDeletePartialParams) error {
-	_, err := db.Exec(ctx, eventDeletePartial, arg.StreamID, arg.StreamVersions, arg.EventIds)
-	return err
-}
-
 const eventFindByIDs = `-- name: EventFindByIDs :many
 SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid,
+       log.global_position,
        (stored.event_type = ($1::text[])[batch.n]
         AND stored.data = ($2::jsonb[])[batch.n]
         AND stored.headers IS NOT DISTINCT FROM ($3::jsonb[])[batch.n]
@@ -511,6 +492,7 @@ SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, sto
        )::boolean AS same_content
 FROM generate_series(1, cardinality($6::uuid[])) AS batch(n)
 JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = ($6::uuid[])[batch.n]
+LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = stored.seq
 ORDER BY batch.n
 `
 
@@ -524,13 +506,15 @@ type EventFindByIDsParams struct {
 }
 
 type EventFindByIDsRow struct {
-	Event       Event
-	SameContent bool
+	Event          Event
+	GlobalPosition *int64
+	SameContent    bool
 }
 
-// The stored events among a batch of event ids, with whether each matches
-// the content being appended. Used after a refused append to tell a retried
-// append (same ids, same content) from a conflict or a reused id.
+// The stored events among a batch of event ids, with their positions once
+// they have them, and whether each matches the content being appended. Used
+// after a refused append to tell a retried append (same ids, same content)
+// from a conflict or a reused id.
 func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByIDsParams) ([]*EventFindByIDsRow, error) {
 	rows, err := db.Query(ctx, eventFindByIDs,
 		arg.EventTypes,
@@ -560,6 +544,7 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
 			&i.Event.Xid,
+			&i.GlobalPosition,
 			&i.SameContent,
 		); err != nil {
 			return nil, err

@@ -32,9 +32,20 @@ type EventLog struct {
 	Category       *string
 }
 
-type SequencerState struct {
-	Singleton bool
-	Snapshot  interface{}
+type RuntimeRole struct {
+	RoleName  string
+	GrantedAt time.Time
+}
+
+type SchemaMigration struct {
+	Version int64
+	Dirty   bool
+}
+
+type SequencerSweep struct {
+	Sweep            int64
+	SystemIdentifier int64
+	Snapshot         interface{}
 }
 
 type Snapshot struct {

@@ -9,6 +9,26 @@ import (
 	"context"
 )
 
+const runtimeGrant = `-- name: RuntimeGrant :exec
+SELECT /* TEMPLATE: schema */grant_runtime(quote_ident($1::text)::regrole)
+`
+
+// See grant_runtime in schema/migrations. The name is quoted, so it is
+// matched exactly.
+func (q *Queries) RuntimeGrant(ctx context.Context, db DBTX, roleName string) error {
+	_, err := db.Exec(ctx, runtimeGrant, roleName)
+	return err
+}
+
+const runtimeRevoke = `-- name: RuntimeRevoke :exec
+SELECT /* TEMPLATE: schema */revoke_runtime(quote_ident($1::text)::regrole)
+`
+
+func (q *Queries) RuntimeRevoke(ctx context.Context, db DBTX, roleName string) error {
+	_, err := db.Exec(ctx, runtimeRevoke, roleName)
+	return err
+}
+
 const schemaCreate = `-- name: SchemaCreate :exec
 
 CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire
@@ -21,4 +41,17 @@ CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire
 func (q *Queries) SchemaCreate(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, schemaCreate)
 	return err
+}
+
+const schemaVersion = `-- name: SchemaVersion :one
+SELECT version, dirty FROM /* TEMPLATE: schema */schema_migrations LIMIT 1
+`
+
+// The schema's migration version and whether a failed migration left it
+// dirty (golang-migrate's table: one row).
+func (q *Queries) SchemaVersion(ctx context.Context, db DBTX) (*SchemaMigration, error) {
+	row := db.QueryRow(ctx, schemaVersion)
+	var i SchemaMigration
+	err := row.Scan(&i.Version, &i.Dirty)
+	return &i, err
 }
