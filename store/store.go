@@ -31,6 +31,12 @@ const (
 	// ReadPageSizeDefault is how many events a read fetches per round trip.
 	ReadPageSizeDefault = 500
 
+	// MaxReadPageSize is the largest ReadPageSize accepted. A page is held
+	// in memory whole, and beyond a few thousand events a round trip costs
+	// little next to the events it brings, so larger pages only add memory;
+	// it also keeps the page size far inside the int32 the queries take.
+	MaxReadPageSize = 100_000
+
 	// maxSchemaLength leaves room for the notification channel name
 	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
 	maxSchemaLength = 48
@@ -56,8 +62,8 @@ type Config struct {
 	// anything is written. Defaults to MaxEventBytesDefault (1 MiB).
 	MaxEventBytes int
 
-	// ReadPageSize is how many events reads and loads fetch per round trip.
-	// Defaults to ReadPageSizeDefault (500).
+	// ReadPageSize is how many events reads and loads fetch per round trip,
+	// at most MaxReadPageSize. Defaults to ReadPageSizeDefault (500).
 	ReadPageSize int
 
 	// NoSequenceOnRead stops category and whole-log reads from first
@@ -161,6 +167,8 @@ func (c *Config) validate() error {
 		return invalid("MaxEventBytes", "%d is negative", c.MaxEventBytes)
 	case c.ReadPageSize < 0:
 		return invalid("ReadPageSize", "%d is negative", c.ReadPageSize)
+	case c.ReadPageSize > MaxReadPageSize:
+		return invalid("ReadPageSize", "%d is over the maximum of %d (MaxReadPageSize)", c.ReadPageSize, MaxReadPageSize)
 	}
 	return nil
 }
