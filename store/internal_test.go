@@ -80,25 +80,6 @@ func TestInterpretErrorKeepsCause(t *testing.T) {
 	}
 }
 
-func TestContainsEscapedNUL(t *testing.T) {
-	t.Parallel()
-	tests := map[string]bool{
-		`{"a":"x\u0000y"}`:   true,
-		`{"a":"\u0000"}`:     true,
-		`{"a":"x\\u0000y"}`:  false, // an escaped backslash, then literal text
-		`{"a":"x\\\u0000y"}`: true,
-		`{"a":"\u00001"}`:    true,
-		`{"a":"\u0001"}`:     false,
-		`{}`:                 false,
-		``:                   false,
-	}
-	for doc, want := range tests {
-		if got := containsEscapedNUL([]byte(doc)); got != want {
-			t.Errorf("containsEscapedNUL(%s) = %v, want %v", doc, got, want)
-		}
-	}
-}
-
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	bad := []Config{
