@@ -325,3 +325,59 @@ func TestReadPageSizeBounds(t *testing.T) {
 		t.Errorf("loaded version %d balance %d, want 3 and 5", root.Version(), root.State().Balance)
 	}
 }
+
+// Config.MaxBatchBytes bounds all of an append's events together: a batch
+// one byte over is rejected with nothing stored (and stops being encoded),
+// a batch exactly at the limit is stored.
+func TestMaxBatchBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const limit = 1000
+	es := pgenv.NewStore(t, nil, &store.Config{MaxBatchBytes: limit})
+	// {"text":"<n bytes>"} encodes to n+11 bytes.
+	event := func(size int) core.Event {
+		return core.NewEvent(typedEvent{Type: "test.text", Text: strings.Repeat("a", size-len(`{"text":""}`))})
+	}
+	over := []core.Event{event(250), event(250), event(250), event(251)}
+	assertRejectedEverywhere(t, es, "events", map[string]core.Event{"one event over": event(limit + 1)})
+	for _, batch := range [][]core.Event{
+		over,
+		{event(600), event(401)},
+		// Encoding stops at the limit: the event after it is never encoded.
+		{event(limit), event(1 + len(`{"text":""}`)), core.NewEvent(chanEvent{C: make(chan int)})},
+	} {
+		_, err := es.Append(ctx, "input-6", core.Any, batch...)
+		invalid := assertInvalidInput(t, err, "events")
+		if !strings.Contains(invalid.Reason, fmt.Sprint(limit)) {
+			t.Errorf("reason %q does not name the limit", invalid.Reason)
+		}
+	}
+	tx, err := pgenv.Pool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	_, err = es.AppendTx(ctx, tx, "input-6", core.Any, over...)
+	assertInvalidInput(t, err, "events")
+	committed, err := es.AppendTx(ctx, tx, "input-6", core.NoStream, over[:3]...)
+	if err != nil {
+		t.Fatalf("append in the same transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	atLimit := []core.Event{event(250), event(250), event(250), event(250)}
+	if _, err := es.Append(ctx, "input-7", core.NoStream, atLimit...); err != nil {
+		t.Fatalf("append at the limit: %v", err)
+	}
+	if committed.ToVersion != 3 {
+		t.Errorf("ToVersion = %d, want 3", committed.ToVersion)
+	}
+	assertStreamVersion(t, es, "input-7", 4)
+	assertRowCounts(t, es, rowCounts{Streams: 3, Events: 8})
+
+	for _, bad := range []int{-1, -limit} {
+		_, err := store.New(pgenv.Pool(t), &store.Config{MaxBatchBytes: bad})
+		assertInvalidInput(t, err, "Config.MaxBatchBytes")
+	}
+}

@@ -249,6 +249,7 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 	}
 	recorded := make([]core.RecordedEvent, len(events))
 	seen := make(map[uuid.UUID]struct{}, len(events))
+	batchBytes := 0
 	for i, event := range events {
 		if event.Data == nil {
 			return nil, nil, &core.InvalidInputError{Field: "event data", Reason: fmt.Sprintf("event %d has no data", i)}
@@ -265,9 +266,16 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 		if err != nil {
 			return nil, nil, err
 		}
-		if size := len(data) + len(headers); size > s.config.MaxEventBytes {
+		size := len(data) + len(headers)
+		if size > s.config.MaxEventBytes {
 			return nil, nil, &core.InvalidInputError{Field: "event data", Value: eventType,
 				Reason: fmt.Sprintf("encodes to %d bytes, over the limit of %d", size, s.config.MaxEventBytes)}
+		}
+		if batchBytes += size; batchBytes > s.config.MaxBatchBytes {
+			// Stop here: encoding the rest could take as much memory again.
+			return nil, nil, &core.InvalidInputError{Field: "events", Reason: fmt.Sprintf(
+				"the first %d of %d events encode to %d bytes, over the batch limit of %d (Config.MaxBatchBytes)",
+				i+1, len(events), batchBytes, s.config.MaxBatchBytes)}
 		}
 		if err := checkJSONB(event.Data, eventType, data, headers); err != nil {
 			return nil, nil, err

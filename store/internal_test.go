@@ -94,6 +94,7 @@ func TestConfigValidation(t *testing.T) {
 		{ReadPageSize: 1 << 31},
 		{ReadPageSize: 1 << 32},
 		{ReadPageSize: 1<<32 + 1},
+		{MaxBatchBytes: -1},
 	}
 	for _, c := range bad {
 		c.Schema = cmp.Or(c.Schema, SchemaDefault)
@@ -101,7 +102,7 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("validate(%+v) = %v, want ErrInvalidInput", c, err)
 		}
 	}
-	for _, good := range []Config{{Schema: "tenant_42"}, {Schema: "s", ReadPageSize: MaxReadPageSize}} {
+	for _, good := range []Config{{Schema: "tenant_42"}, {Schema: "s", ReadPageSize: MaxReadPageSize, MaxBatchBytes: 1}} {
 		if err := good.validate(); err != nil {
 			t.Errorf("validate(%+v) = %v", good, err)
 		}
