@@ -99,7 +99,7 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 			toVersion = math.MaxInt64
 		}
 		page, err := s.queries.EventLoadStream(ctx, db, &dbsqlc.EventLoadStreamParams{
-			StreamID: streamID, FromVersion: next, ToVersion: toVersion, MaxEvents: int32(s.config.ReadPageSize)})
+			StreamID: streamID, FromVersion: next, ToVersion: toVersion, MaxEvents: s.pageSize()})
 		if err != nil {
 			return s.interpretError(fmt.Sprintf("load %q", streamID), err)
 		}
@@ -135,7 +135,7 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 		if next > head {
 			return nil
 		}
-		if len(page) < s.config.ReadPageSize {
+		if len(page) < int(s.pageSize()) {
 			return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
 				Reason: fmt.Sprintf("events end at version %d", next-1)}
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -259,6 +260,7 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 	}
 	recorded := make([]core.RecordedEvent, len(events))
 	seen := make(map[uuid.UUID]struct{}, len(events))
+	batchBytes := 0
 	for i, event := range events {
 		if event.Data == nil {
 			return nil, nil, &core.InvalidInputError{Field: "event data", Reason: fmt.Sprintf("event %d has no data", i)}
@@ -275,11 +277,18 @@ func (s *EventStore) prepareAppend(streamID string, expected core.ExpectedVersio
 		if err != nil {
 			return nil, nil, err
 		}
-		if size := len(data) + len(headers); size > s.config.MaxEventBytes {
+		size := len(data) + len(headers)
+		if size > s.config.MaxEventBytes {
 			return nil, nil, &core.InvalidInputError{Field: "event data", Value: eventType,
 				Reason: fmt.Sprintf("encodes to %d bytes, over the limit of %d", size, s.config.MaxEventBytes)}
 		}
-		if err := checkJSONB(eventType, data, headers); err != nil {
+		if batchBytes += size; batchBytes > s.config.MaxBatchBytes {
+			// Stop here: encoding the rest could take as much memory again.
+			return nil, nil, &core.InvalidInputError{Field: "events", Reason: fmt.Sprintf(
+				"the first %d of %d events encode to %d bytes, over the batch limit of %d (Config.MaxBatchBytes)",
+				i+1, len(events), batchBytes, s.config.MaxBatchBytes)}
+		}
+		if err := checkJSONB(event.Data, eventType, data, headers); err != nil {
 			return nil, nil, err
 		}
 
@@ -320,45 +329,23 @@ func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) 
 	if len(headers) == 0 {
 		return nil, nil
 	}
+	// encoding/json would replace invalid UTF-8 by U+FFFD, and could so
+	// merge two keys into one.
+	for key, value := range headers {
+		if !utf8.ValidString(key) {
+			return nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("header key %q is not valid UTF-8", key)}
+		}
+		if !utf8.ValidString(value) {
+			return nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("the value of header %q is not valid UTF-8", key)}
+		}
+	}
 	encoded, err := json.Marshal(headers)
 	if err != nil {
 		return nil, &core.EncodeError{EventType: eventType, Err: fmt.Errorf("headers: %w", err)}
 	}
 	return encoded, nil
-}
-
-// checkJSONB rejects what encoding/json produces but jsonb refuses: the
-// escaped NUL character. Catching it here gives a clear error instead of a
-// failed statement.
-func checkJSONB(eventType string, data, headers []byte) error {
-	for _, doc := range [][]byte{data, headers} {
-		if containsEscapedNUL(doc) {
-			return &core.InvalidInputError{Field: "event data", Value: eventType,
-				Reason: `contains a NUL character (\u0000), which PostgreSQL jsonb cannot store`}
-		}
-	}
-	return nil
-}
-
-func containsEscapedNUL(doc []byte) bool {
-	const escape = `\u0000`
-	for i := 0; i+len(escape) <= len(doc); i++ {
-		if doc[i] != '\\' {
-			continue
-		}
-		if string(doc[i:i+len(escape)]) == escape {
-			// An escaped backslash before it ("\\u0000") is literal text.
-			backslashes := 0
-			for j := i - 1; j >= 0 && doc[j] == '\\'; j-- {
-				backslashes++
-			}
-			if backslashes%2 == 0 {
-				return true
-			}
-		}
-		i++ // skip the escaped character
-	}
-	return false
 }
 
 // isUniqueViolation reports a violation of one of the events' unique

@@ -80,25 +80,6 @@ func TestInterpretErrorKeepsCause(t *testing.T) {
 	}
 }
 
-func TestContainsEscapedNUL(t *testing.T) {
-	t.Parallel()
-	tests := map[string]bool{
-		`{"a":"x\u0000y"}`:   true,
-		`{"a":"\u0000"}`:     true,
-		`{"a":"x\\u0000y"}`:  false, // an escaped backslash, then literal text
-		`{"a":"x\\\u0000y"}`: true,
-		`{"a":"\u00001"}`:    true,
-		`{"a":"\u0001"}`:     false,
-		`{}`:                 false,
-		``:                   false,
-	}
-	for doc, want := range tests {
-		if got := containsEscapedNUL([]byte(doc)); got != want {
-			t.Errorf("containsEscapedNUL(%s) = %v, want %v", doc, got, want)
-		}
-	}
-}
-
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	bad := []Config{
@@ -109,6 +90,11 @@ func TestConfigValidation(t *testing.T) {
 		{Schema: "a23456789012345678901234567890123456789012345678x"},
 		{MaxEventBytes: -1},
 		{ReadPageSize: -1},
+		{ReadPageSize: MaxReadPageSize + 1},
+		{ReadPageSize: 1 << 31},
+		{ReadPageSize: 1 << 32},
+		{ReadPageSize: 1<<32 + 1},
+		{MaxBatchBytes: -1},
 	}
 	for _, c := range bad {
 		c.Schema = cmp.Or(c.Schema, SchemaDefault)
@@ -116,8 +102,23 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("validate(%+v) = %v, want ErrInvalidInput", c, err)
 		}
 	}
-	good := Config{Schema: "tenant_42"}
-	if err := good.validate(); err != nil {
-		t.Errorf("validate(%+v) = %v", good, err)
+	for _, good := range []Config{{Schema: "tenant_42"}, {Schema: "s", ReadPageSize: MaxReadPageSize, MaxBatchBytes: 1}} {
+		if err := good.validate(); err != nil {
+			t.Errorf("validate(%+v) = %v", good, err)
+		}
+	}
+}
+
+// The queries take the page size as an int32: no configured value may wrap
+// around, even one New would refuse.
+func TestPageSizeFitsTheQueries(t *testing.T) {
+	t.Parallel()
+	tests := map[int]int32{1: 1, 500: 500, MaxReadPageSize: MaxReadPageSize, MaxReadPageSize + 1: MaxReadPageSize,
+		1 << 31: MaxReadPageSize, 1 << 32: MaxReadPageSize, 1<<32 + 1: MaxReadPageSize, 0: 1, -1: 1}
+	for size, want := range tests {
+		s := &EventStore{config: Config{ReadPageSize: size}}
+		if got := s.pageSize(); got != want {
+			t.Errorf("pageSize() with ReadPageSize %d = %d, want %d", size, got, want)
+		}
 	}
 }

@@ -92,12 +92,12 @@ type pager struct {
 	types     []string
 	from      int64 // next version or position, inclusive
 	remaining int   // events still wanted; -1 for no limit
-	pageSize  int
+	pageSize  int32
 	exhausted bool
 }
 
 func newPager(s *EventStore, q core.StreamQuery) *pager {
-	p := &pager{store: s, query: q, remaining: -1, pageSize: s.config.ReadPageSize}
+	p := &pager{store: s, query: q, remaining: -1, pageSize: s.pageSize()}
 	if q.Limit > 0 {
 		p.remaining = q.Limit
 	}
@@ -117,10 +117,16 @@ func newPager(s *EventStore, q core.StreamQuery) *pager {
 }
 
 func (p *pager) limit() int32 {
-	if p.remaining >= 0 && p.remaining < p.pageSize {
+	if p.remaining >= 0 && p.remaining < int(p.pageSize) {
 		return int32(p.remaining)
 	}
-	return int32(p.pageSize)
+	return p.pageSize
+}
+
+// pageSize is Config.ReadPageSize as the queries take it. New bounds it;
+// the clamp keeps a conversion that wrapped around from ever reaching them.
+func (s *EventStore) pageSize() int32 {
+	return int32(min(max(s.config.ReadPageSize, 1), MaxReadPageSize))
 }
 
 // positioned is a stored event with its global position, 0 if it has none

@@ -29,8 +29,21 @@ const (
 	// plus headers.
 	MaxEventBytesDefault = 1 << 20
 
+	// MaxBatchBytesDefault is the default limit on one append's encoded data
+	// plus headers, over all its events. An append is one statement, which
+	// the client builds in memory several times over and PostgreSQL refuses
+	// past 1 GB with a lost connection, an error callers retry; 64 MiB is
+	// far above ordinary batches and keeps that memory modest.
+	MaxBatchBytesDefault = 64 << 20
+
 	// ReadPageSizeDefault is how many events a read fetches per round trip.
 	ReadPageSizeDefault = 500
+
+	// MaxReadPageSize is the largest ReadPageSize accepted. A page is held
+	// in memory whole, and beyond a few thousand events a round trip costs
+	// little next to the events it brings, so larger pages only add memory;
+	// it also keeps the page size far inside the int32 the queries take.
+	MaxReadPageSize = 100_000
 
 	// maxSchemaLength leaves room for the notification channel name
 	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
@@ -57,8 +70,14 @@ type Config struct {
 	// anything is written. Defaults to MaxEventBytesDefault (1 MiB).
 	MaxEventBytes int
 
-	// ReadPageSize is how many events reads and loads fetch per round trip.
-	// Defaults to ReadPageSizeDefault (500).
+	// MaxBatchBytes limits the encoded size of all of one append's events,
+	// data plus headers; a larger append is rejected with an invalid-input
+	// error before anything is written, and encoding stops as soon as it
+	// passes the limit. Defaults to MaxBatchBytesDefault (64 MiB).
+	MaxBatchBytes int
+
+	// ReadPageSize is how many events reads and loads fetch per round trip,
+	// at most MaxReadPageSize. Defaults to ReadPageSizeDefault (500).
 	ReadPageSize int
 
 	// NoSequenceOnRead stops category and whole-log reads from first
@@ -118,6 +137,7 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 	}
 	c.Schema = cmp.Or(c.Schema, SchemaDefault)
 	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, MaxEventBytesDefault)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, MaxBatchBytesDefault)
 	c.ReadPageSize = cmp.Or(c.ReadPageSize, ReadPageSizeDefault)
 	c.SoloAppends = cmp.Or(c.SoloAppends, SoloAppendsDefault)
 	if c.Registry == nil {
@@ -165,8 +185,12 @@ func (c *Config) validate() error {
 		return invalid("Schema", "%q: the pg_ prefix is reserved by PostgreSQL", c.Schema)
 	case c.MaxEventBytes < 0:
 		return invalid("MaxEventBytes", "%d is negative", c.MaxEventBytes)
+	case c.MaxBatchBytes < 0:
+		return invalid("MaxBatchBytes", "%d is negative", c.MaxBatchBytes)
 	case c.ReadPageSize < 0:
 		return invalid("ReadPageSize", "%d is negative", c.ReadPageSize)
+	case c.ReadPageSize > MaxReadPageSize:
+		return invalid("ReadPageSize", "%d is over the maximum of %d (MaxReadPageSize)", c.ReadPageSize, MaxReadPageSize)
 	}
 	return nil
 }
