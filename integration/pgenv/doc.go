@@ -8,6 +8,6 @@
 //     postgres, no password);
 //  3. a throwaway container started with dockertest, if Docker answers.
 //
-// When none is there, tests are skipped with a message saying what to do,
-// unless MIRE_REQUIRE_DB=1 (CI sets it), which makes them fail instead.
+// When none is there, tests fail with a message saying what to do. Only
+// MIRE_SKIP_DB=1 makes them skip instead, and says so loudly.
 package pgenv
