@@ -187,7 +187,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 
 	// Sequence numbers everything committed so far in insertion order. Reads
 	// of a category or of the whole log do this themselves, and a
-	// store.Sequencer or the projection runner does it in the background.
+	// store.Sequencer does it in the background.
 	assigned, err := es.Sequence(ctx)
 	if err != nil {
 		return err
