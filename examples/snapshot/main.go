@@ -7,19 +7,34 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("snapshot", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "snapshot_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "snapshot: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // ReadingTaken is one reading of an electricity meter, in watt-hours.
 type ReadingTaken struct {

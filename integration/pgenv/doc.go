@@ -1,5 +1,7 @@
-// Package pgenv finds a PostgreSQL server for mire's tests, examples, demo
-// and benchmarks, and gives each test an isolated, migrated schema.
+// Package pgenv finds a PostgreSQL server for mire's tests (the examples'
+// included) and benchmarks, and gives each test an isolated, migrated
+// schema. It is test harness: the example programs themselves open their
+// pool from DATABASE_URL like any application.
 //
 // The server is found in this order:
 //
