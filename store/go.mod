@@ -1,9 +1,9 @@
 module github.com/mire-go/mire/store
 
-go 1.25.11
+go 1.25.0
 
 require (
-	github.com/golang-migrate/migrate/v4 v4.20.1
+	github.com/golang-migrate/migrate/v4 v4.19.1
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
