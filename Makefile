@@ -14,7 +14,7 @@ SKIPPED_DB   := echo "*** MIRE_SKIP_DB=1: EVERY DATABASE TEST IS SKIPPED; this r
 
 .PHONY: help
 help: ## Show this help.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(SQLC):
 	@mkdir -p $(BIN)
@@ -51,6 +51,10 @@ test: ## Run the whole test suite against PostgreSQL, with the race detector (MI
 		go run ./integration/cmd/mire-pgenv || { echo "make test: no test ran; set MIRE_SKIP_DB=1 to run them with the database tests skipped" >&2; exit 1; }; fi
 	@for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO_TEST) -race -count=1 ./...) || exit 1; done
 	@if [ "$$MIRE_SKIP_DB" = 1 ]; then $(SKIPPED_DB); fi
+
+.PHONY: check-consumers
+check-consumers: ## Build modules of a user's own (store; core alone, without pgx) with the README's replace lines.
+	.ci/check-consumers
 
 .PHONY: bench
 bench: ## Run the benchmark suite and print a table; writes no file.
