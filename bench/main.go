@@ -1,9 +1,10 @@
 // Command bench measures mire against a raw-pgx baseline on the same
-// PostgreSQL server in the same run, and writes a table to stdout and the
-// results to a JSON file.
+// PostgreSQL server in the same run, and writes a table to stdout and, with
+// -out, the results to a JSON file.
 //
 //	go run ./bench                      # from the repository root, about 2.5 minutes
 //	go run ./bench -quick               # a sanity check, about 20 seconds
+//	go run ./bench -out bench/results.json  # record the committed results (make bench-record)
 //	go run ./bench -writers 1,4,16 -rounds 5 -duration 5s
 //	go test -bench . ./bench/...        # the same scenarios as Go benchmarks
 //
@@ -96,7 +97,9 @@ func run() (err error) {
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
 	flag.IntVar(&soloAppends, "solo-appends", 0, "mire's Config.SoloAppends: 0 for the default, -1 to turn group commit off")
 	quick := flag.Bool("quick", false, "a short sanity run (about 20s): -rounds 1 -duration 750ms -warmup 150ms")
-	out := flag.String("out", "bench/results.json", "where to write the JSON results; empty for nowhere")
+	// Only when asked: bench/results.json is committed, and a sanity run
+	// must not overwrite it.
+	out := flag.String("out", "", "where to write the JSON results (make bench-record: bench/results.json); empty for nowhere")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `file`")
 	flag.Parse()
 	if *quick {

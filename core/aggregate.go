@@ -38,6 +38,20 @@ type Root[A Aggregate] struct {
 	version int64
 	state   A
 	pending []Event
+	loaded  LoadInfo
+}
+
+// LoadInfo says how a [Root] was loaded: from which snapshot, if any, and
+// how many stored events were replayed on top. It is there to tune
+// [Snapshotter.SnapshotFrequency]: a load that replays many events despite
+// snapshots points at snapshots too far apart, or ignored ones.
+type LoadInfo struct {
+	// SnapshotVersion is the stream version of the snapshot the load
+	// started from; 0 when it replayed the stream from its start (no
+	// snapshot, or one that was ignored).
+	SnapshotVersion int64
+	// Replayed is how many stored events the load folded into the state.
+	Replayed int64
 }
 
 // NewRoot returns a Root for a new aggregate (version 0, nothing recorded)
@@ -85,6 +99,10 @@ func (r *Root[A]) Pending() []Event { return r.pending }
 // still at the version the state was loaded at.
 func (r *Root[A]) ExpectedVersion() ExpectedVersion { return Exact(r.version) }
 
+// LoadInfo says how the root was loaded. Saving does not change it; a new
+// root's is zero.
+func (r *Root[A]) LoadInfo() LoadInfo { return r.loaded }
+
 // Replay folds an event that was already stored, at stream version version,
 // into the state. Stores call it while loading; it refuses a version that
 // does not directly follow the previous one, so gaps are never hydrated.
@@ -95,6 +113,7 @@ func (r *Root[A]) Replay(version int64, data EventData) error {
 	}
 	r.state.Apply(data)
 	r.version = version
+	r.loaded.Replayed++
 	return nil
 }
 
@@ -102,6 +121,7 @@ func (r *Root[A]) Replay(version int64, data EventData) error {
 // replaying the events after the snapshot.
 func (r *Root[A]) Restore(version int64, state A) {
 	r.state, r.version = state, version
+	r.loaded = LoadInfo{SnapshotVersion: version}
 }
 
 // MarkSaved records that the pending events were stored and the stream is

@@ -116,6 +116,33 @@ func TestRootRestore(t *testing.T) {
 	}
 }
 
+func TestRootLoadInfo(t *testing.T) {
+	t.Parallel()
+	root := core.NewRoot("1", &venue{})
+	if got := root.LoadInfo(); got != (core.LoadInfo{}) {
+		t.Errorf("new root: LoadInfo() = %+v, want zero", got)
+	}
+	for v := int64(1); v <= 3; v++ {
+		if err := root.Replay(v, ticketSold{Seat: "A", Price: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := root.LoadInfo(), (core.LoadInfo{Replayed: 3}); got != want {
+		t.Errorf("after 3 replays: LoadInfo() = %+v, want %+v", got, want)
+	}
+
+	root = core.NewRoot("1", &venue{})
+	root.Restore(10, &venue{})
+	if err := root.Replay(11, ticketSold{Seat: "B", Price: 1}); err != nil {
+		t.Fatal(err)
+	}
+	root.Record(ticketRefunded{Seat: "B"})
+	root.MarkSaved(12)
+	if got, want := root.LoadInfo(), (core.LoadInfo{SnapshotVersion: 10, Replayed: 1}); got != want {
+		t.Errorf("restored at 10, one replay, one save: LoadInfo() = %+v, want %+v", got, want)
+	}
+}
+
 func TestEventHelpers(t *testing.T) {
 	t.Parallel()
 	if got := core.EventTypeOf[ticketSold](); got != "venue.ticket-sold" {

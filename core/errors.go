@@ -113,7 +113,9 @@ func (e *VersionConflictError) Is(target error) bool { return target == ErrConcu
 // recorded version.
 type CorruptStreamError struct {
 	StreamID string
-	// RecordedVersion is the version the stream's head row records.
+	// RecordedVersion is the stream's version as the store knows it: the
+	// highest stored stream_version, or the version a load had reached when
+	// the events stopped following on.
 	RecordedVersion int64
 	// Reason says what disagreed.
 	Reason string
@@ -167,14 +169,20 @@ func (e *EncodeError) Unwrap() error { return e.Err }
 // type: an unknown event type ([ErrUnknownEventType]), data that does not
 // fit the type, or an upcaster that failed.
 type DecodeError struct {
-	StreamID       string
-	StreamVersion  int64
+	StreamID      string
+	StreamVersion int64
+	// GlobalPosition is the event's position in the log, or 0 when the
+	// reader did not know it (aggregate loads, events not yet sequenced).
 	GlobalPosition int64
 	EventType      string
 	Err            error
 }
 
 func (e *DecodeError) Error() string {
+	if e.GlobalPosition == 0 {
+		return fmt.Sprintf("mire: cannot decode event %q at stream %q version %d: %v",
+			e.EventType, e.StreamID, e.StreamVersion, e.Err)
+	}
 	return fmt.Sprintf("mire: cannot decode event %q at stream %q version %d (global position %d): %v",
 		e.EventType, e.StreamID, e.StreamVersion, e.GlobalPosition, e.Err)
 }

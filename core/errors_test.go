@@ -41,6 +41,8 @@ func TestTypedErrorsMatchTheirSentinel(t *testing.T) {
 			[]error{core.ErrEncode, cause}, []string{`"t.x"`, "the cause"}, true},
 		{&core.DecodeError{StreamID: "s-1", StreamVersion: 2, GlobalPosition: 9, EventType: "t.x", Err: core.ErrUnknownEventType},
 			[]error{core.ErrDecode, core.ErrUnknownEventType}, []string{`"t.x"`, `"s-1"`, "version 2", "position 9"}, true},
+		{&core.DecodeError{StreamID: "s-1", StreamVersion: 2, EventType: "t.x", Err: core.ErrUnknownEventType},
+			[]error{core.ErrDecode, core.ErrUnknownEventType}, []string{`"s-1" version 2: `}, true},
 		{&core.EventIDReusedError{EventID: id, StreamID: "s-2", StoredStreamID: "s-1", Reason: "other stream"},
 			[]error{core.ErrEventIDReused}, []string{id.String(), `"s-2"`, `"s-1"`, "other stream"}, false},
 		{&core.DatabaseError{Kind: core.DbLockNotAvailable, Op: "append", Err: cause},

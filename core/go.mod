@@ -1,5 +1,5 @@
 module github.com/mire-go/mire/core
 
-go 1.25.11
+go 1.25.0
 
 require github.com/google/uuid v1.6.0

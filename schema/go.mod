@@ -1,3 +1,3 @@
 module github.com/mire-go/mire/schema
 
-go 1.25.11
+go 1.25.0

@@ -9,8 +9,8 @@
 // # Global order
 //
 // Appends store events without a global position. A sequencer
-// ([EventStore.Sequence], run by readers of the log, by [Sequencer] in the
-// background, or by the projection runner) then numbers the events whose
+// ([EventStore.Sequence], run by readers of the log or by [Sequencer] in the
+// background) then numbers the events whose
 // writers committed since its previous run, in one short, serialized
 // transaction that compares their transaction ids with the snapshot it
 // stored last time. Positions are therefore gapless and become visible only

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/mire-go/mire/core"
 )
@@ -67,6 +68,8 @@ func classify(err error) core.DbErrorKind {
 	var netErr net.Error
 	if errors.As(err, &connectErr) || errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		// pgxpool returns puddle's error, unwrapped, once the pool is closed.
+		errors.Is(err, puddle.ErrClosedPool) ||
 		pgconn.SafeToRetry(err) {
 		return core.DbConnection
 	}

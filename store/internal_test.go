@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 )
@@ -60,6 +61,27 @@ func TestClassify(t *testing.T) {
 		if got := classify(tt.err); got != tt.want {
 			t.Errorf("classify(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+// A closed pool is a connection failure, not "other": callers that retry
+// on connection errors must see it as one.
+func TestClassifyClosedPool(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// pgxpool connects lazily: a pool on an address nothing listens on is
+	// enough to get the error a closed pool returns.
+	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	_, err = pool.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("Exec on a closed pool succeeded")
+	}
+	if got := classify(err); got != core.DbConnection {
+		t.Errorf("classify(%v) = %s, want %s", err, got, core.DbConnection)
 	}
 }
 

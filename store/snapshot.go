@@ -16,7 +16,9 @@ import (
 // from the stream's latest snapshot and replays only the events after it. A
 // snapshot of another schema version, one that does not decode, or one
 // ahead of the stream is ignored (and logged), and the aggregate is rebuilt
-// from its events: a snapshot is only ever a shortcut.
+// from its events: a snapshot is only ever a shortcut. The root's
+// [core.Root.LoadInfo] says which snapshot the load started from, if any,
+// and how many events it replayed.
 func LoadSnapshotted[S any, A core.SnapshotterOf[S]](ctx context.Context, session Session, id string) (*core.Root[A], error) {
 	s, exec, err := session.session()
 	if err != nil {
@@ -130,4 +132,15 @@ func (s *EventStore) saveSnapshot(ctx context.Context, exec dbsqlc.DBTX, streamI
 		State:         encoded,
 	})
 	return s.interpretError(fmt.Sprintf("save snapshot of %q", streamID), err)
+}
+
+// LoadSnapshottedOrNew is [LoadSnapshotted], except that an aggregate
+// without events is returned new (version 0, zero state) instead of as an
+// error, like [LoadOrNew].
+func LoadSnapshottedOrNew[S any, A core.SnapshotterOf[S]](ctx context.Context, session Session, id string) (*core.Root[A], error) {
+	root, err := LoadSnapshotted[S, A](ctx, session, id)
+	if errors.Is(err, core.ErrStreamNotFound) {
+		return core.NewRoot[A](id, A(new(S))), nil
+	}
+	return root, err
 }

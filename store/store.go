@@ -82,8 +82,8 @@ type Config struct {
 
 	// NoSequenceOnRead stops category and whole-log reads from first
 	// assigning positions to newly committed events. Set it when the pool
-	// points at a read-only replica and a [Sequencer] or projection runner
-	// sequences against the primary. Defaults to false.
+	// points at a read-only replica and a [Sequencer] sequences against the
+	// primary. Defaults to false.
 	NoSequenceOnRead bool
 
 	// Logger receives the store's diagnostics. Defaults to discarding them.

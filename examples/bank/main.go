@@ -1,25 +1,41 @@
 // Command bank is mire's end-to-end demo: it migrates a schema, opens an
-// account, deposits, loses an optimistic-concurrency race and retries it,
-// loads the aggregate back and reads the log.
+// account, deposits, loses an optimistic-concurrency race and retries it
+// with store.Update, loads the aggregate back and reads the log in global
+// order.
 //
 //	go run ./examples/bank
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("bank", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "bank_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bank: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // The domain: events are plain structs with a stable EventType.
 
@@ -94,7 +110,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	fmt.Fprintf(out, "migrated schema %q\n", schema)
 
 	// A fresh account per run, so the demo can run again and again.
-	id := uuid.NewString()
+	id := "ada." + uuid.NewString()[:8]
 	account := core.NewRoot(id, &Account{})
 	account.Record(AccountOpened{Owner: "Ada"})
 	account.Record(MoneyDeposited{Amount: 100})
@@ -120,6 +136,15 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	}
 	fmt.Fprintln(out, "clerk 1 withdrew 30")
 
+	// Meanwhile another account is opened: its events land in the global
+	// log between Ada's.
+	bob := core.NewRoot("bob."+uuid.NewString()[:8], &Account{})
+	bob.Record(AccountOpened{Owner: "Bob"})
+	if _, err := store.Save(ctx, es, bob); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "opened an account for Bob")
+
 	if err := Withdraw(clerk2, 50); err != nil {
 		return err
 	}
@@ -130,23 +155,15 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	}
 	fmt.Fprintf(out, "clerk 2 lost the race: expected version %s, stream is at %d\n", conflict.Expected, conflict.Actual)
 
-	// The retry: reload, run the command again against fresh state, save.
-	for {
-		clerk2, err = store.Load[Account](ctx, es, id)
-		if err != nil {
-			return err
-		}
-		if err := Withdraw(clerk2, 50); err != nil {
-			return err
-		}
-		if _, err = store.Save(ctx, es, clerk2); !errors.Is(err, core.ErrConcurrency) {
-			break
-		}
-	}
+	// The retry: store.Update reloads, runs the command again against fresh
+	// state and saves, as often as conflicts require (within a bound).
+	committed, err := store.Update(ctx, es, id, func(root *core.Root[*Account]) error {
+		return Withdraw(root, 50)
+	}, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "clerk 2 reloaded at version %d and withdrew 50\n", clerk2.Version()-1)
+	fmt.Fprintf(out, "clerk 2 retried with store.Update: reloaded at version %d and withdrew 50\n", committed.FromVersion-1)
 
 	final, err := store.Load[Account](ctx, es, id)
 	if err != nil {
@@ -162,21 +179,16 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 		fmt.Fprintf(out, "  v%d %-24s %s\n", event.StreamVersion, event.EventType, event.Data)
 	}
 
-	// Whole-log reads see events in global order once sequenced (reads
-	// sequence first). Positions depend on earlier runs, so print only that
-	// they increase.
-	var last int64
-	count := 0
-	for event, err := range es.Read(ctx, core.StreamQuery{Category: "account", Direction: core.Backward, Limit: 4}) {
+	// A category read sees every account's events in one global order, by
+	// position (it sequences newly committed events first). Newest first,
+	// the last five are this run's: Bob's opening falls between Ada's
+	// withdrawals.
+	fmt.Fprintln(out, "the last 5 events of category \"account\", newest first:")
+	for event, err := range es.Read(ctx, core.StreamQuery{Category: "account", Direction: core.Backward, Limit: 5}) {
 		if err != nil {
 			return err
 		}
-		if last != 0 && event.GlobalPosition >= last {
-			return fmt.Errorf("backward read out of order: %d after %d", event.GlobalPosition, last)
-		}
-		last = event.GlobalPosition
-		count++
+		fmt.Fprintf(out, "  position %-3d %s v%d  %s\n", event.GlobalPosition, event.StreamID, event.StreamVersion, event.EventType)
 	}
-	fmt.Fprintf(out, "read the last %d events of category \"account\" newest first, by global position\n", count)
 	return nil
 }

@@ -12,10 +12,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,11 +26,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("batch", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "batch_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "batch: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // TemperatureRecorded is one reading of a sensor.
 type TemperatureRecorded struct {
@@ -187,7 +202,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 
 	// Sequence numbers everything committed so far in insertion order. Reads
 	// of a category or of the whole log do this themselves, and a
-	// store.Sequencer or the projection runner does it in the background.
+	// store.Sequencer does it in the background.
 	assigned, err := es.Sequence(ctx)
 	if err != nil {
 		return err

@@ -9,10 +9,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -20,11 +22,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("concurrency", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "concurrency_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "concurrency: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // AccountOpened starts an account's stream.
 type AccountOpened struct {
@@ -76,7 +91,8 @@ const (
 // Deposit runs one deposit command to completion: load the account, record,
 // save; on a conflict, start over from the load. Retrying only the save
 // would be wrong: the events were decided against state that is now stale.
-// It returns how many conflicts it retried.
+// It returns how many conflicts it retried. store.Update is this loop, with
+// backoff; it is written out here to show what happens inside.
 func Deposit(ctx context.Context, es *store.EventStore, id string, amount int64) (conflicts int, err error) {
 	for attempt := 1; ; attempt++ {
 		root, err := store.Load[Account](ctx, es, id)

@@ -7,19 +7,34 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("snapshot", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "snapshot_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "snapshot: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // ReadingTaken is one reading of an electricity meter, in watt-hours.
 type ReadingTaken struct {
@@ -32,14 +47,11 @@ func (ReadingTaken) EventType() string { return "meter.reading-taken" }
 // Meter is the aggregate: a meter that sees thousands of readings, the kind
 // of long stream that snapshots are for.
 //
-// Its state is stored as JSON in snapshots, so every field that is state is
-// exported. Replayed is not state: it counts Apply calls so the demo can
-// show how much work a load did, and `json:"-"` keeps it out of snapshots.
+// Its state is stored as JSON in snapshots, so every field is exported.
+// How much work a load did is not state: the root's LoadInfo says it.
 type Meter struct {
 	Readings int64 `json:"readings"`
 	TotalWh  int64 `json:"total_wh"`
-
-	Replayed int `json:"-"`
 }
 
 // Category implements core.Aggregate.
@@ -47,7 +59,6 @@ func (*Meter) Category() string { return "meter" }
 
 // Apply implements core.Aggregate.
 func (m *Meter) Apply(event core.EventData) {
-	m.Replayed++
 	if e, ok := event.(ReadingTaken); ok {
 		m.Readings++
 		m.TotalWh += e.Wh
@@ -74,8 +85,6 @@ type MeterV2 struct {
 	Readings int64 `json:"readings"`
 	TotalWh  int64 `json:"total_wh"`
 	PeakWh   int64 `json:"peak_wh"`
-
-	Replayed int `json:"-"`
 }
 
 // Category implements core.Aggregate.
@@ -83,7 +92,6 @@ func (*MeterV2) Category() string { return "meter" }
 
 // Apply implements core.Aggregate.
 func (m *MeterV2) Apply(event core.EventData) {
-	m.Replayed++
 	if e, ok := event.(ReadingTaken); ok {
 		m.Readings++
 		m.TotalWh += e.Wh
@@ -158,15 +166,15 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 		return err
 	}
 	fmt.Fprintf(out, "Load:                replayed %4d events -> %d readings, %d Wh\n",
-		full.State().Replayed, full.State().Readings, full.State().TotalWh)
+		full.LoadInfo().Replayed, full.State().Readings, full.State().TotalWh)
 
 	fast, err := store.LoadSnapshotted[Meter](ctx, es, id)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "LoadSnapshotted:     replayed %4d events -> %d readings, %d Wh\n",
-		fast.State().Replayed, fast.State().Readings, fast.State().TotalWh)
-	if !sameMeter(*full.State(), *fast.State()) || full.Version() != fast.Version() {
+		fast.LoadInfo().Replayed, fast.State().Readings, fast.State().TotalWh)
+	if *full.State() != *fast.State() || full.Version() != fast.Version() {
 		return fmt.Errorf("snapshotted load differs: %+v at %d, want %+v at %d",
 			*fast.State(), fast.Version(), *full.State(), full.Version())
 	}
@@ -179,7 +187,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 		return err
 	}
 	fmt.Fprintf(out, "LoadSnapshotted (v2): replayed %4d events -> %d readings, %d Wh, peak %d Wh\n",
-		v2.State().Replayed, v2.State().Readings, v2.State().TotalWh, v2.State().PeakWh)
+		v2.LoadInfo().Replayed, v2.State().Readings, v2.State().TotalWh, v2.State().PeakWh)
 
 	// The next snapshot v2 code takes replaces the old one, and v2 loads
 	// are fast again. SaveSnapshot writes one now, whatever the frequency.
@@ -191,7 +199,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 		return err
 	}
 	fmt.Fprintf(out, "after a v2 snapshot:  replayed %4d events -> %d readings, %d Wh, peak %d Wh\n",
-		v2.State().Replayed, v2.State().Readings, v2.State().TotalWh, v2.State().PeakWh)
+		v2.LoadInfo().Replayed, v2.State().Readings, v2.State().TotalWh, v2.State().PeakWh)
 
 	// And the other way round: v1 code still running during a rollout
 	// ignores the v2 snapshot rather than misreading it.
@@ -200,12 +208,6 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 		return err
 	}
 	fmt.Fprintf(out, "LoadSnapshotted (v1): replayed %4d events -> %d readings, %d Wh\n",
-		old.State().Replayed, old.State().Readings, old.State().TotalWh)
+		old.LoadInfo().Replayed, old.State().Readings, old.State().TotalWh)
 	return nil
-}
-
-// sameMeter compares two states, ignoring the replay counter.
-func sameMeter(a, b Meter) bool {
-	a.Replayed, b.Replayed = 0, 0
-	return a == b
 }

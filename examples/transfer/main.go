@@ -11,21 +11,36 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
 )
 
-func main() { pgenv.RunMain("transfer", Run) }
+// main opens a pool on DATABASE_URL, or on a local server with a
+// passwordless postgres user, and runs the example in a schema of its own.
+func main() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = Run(ctx, os.Stdout, pool, "transfer_example")
+		pool.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "transfer: %v\n", err)
+		os.Exit(1)
+	}
+}
 
 // AccountOpened starts an account's stream with an initial balance.
 type AccountOpened struct {

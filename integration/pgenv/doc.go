@@ -1,5 +1,7 @@
-// Package pgenv finds a PostgreSQL server for mire's tests, examples, demo
-// and benchmarks, and gives each test an isolated, migrated schema.
+// Package pgenv finds a PostgreSQL server for mire's tests (the examples'
+// included) and benchmarks, and gives each test an isolated, migrated
+// schema. It is test harness: the example programs themselves open their
+// pool from DATABASE_URL like any application.
 //
 // The server is found in this order:
 //
@@ -8,6 +10,6 @@
 //     postgres, no password);
 //  3. a throwaway container started with dockertest, if Docker answers.
 //
-// When none is there, tests are skipped with a message saying what to do,
-// unless MIRE_REQUIRE_DB=1 (CI sets it), which makes them fail instead.
+// When none is there, tests fail with a message saying what to do. Only
+// MIRE_SKIP_DB=1 makes them skip instead, and says so loudly.
 package pgenv

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/ory/dockertest/v3"
 	"github.com/ory/dockertest/v3/docker"
 )
@@ -63,7 +66,7 @@ func locate(ctx context.Context, startDocker bool) (*Env, error) {
 	for _, name := range []string{"DATABASE_URL", "TEST_DATABASE_URL"} {
 		if url := os.Getenv(name); url != "" {
 			if err := ping(ctx, url); err != nil {
-				return nil, fmt.Errorf("%w: %s is set but the server does not answer: %v", ErrNoDatabase, name, err)
+				return nil, fmt.Errorf("%w: %s is set, but %s", ErrNoDatabase, name, explainConnectError(err))
 			}
 			return &Env{URL: url, Source: name}, nil
 		}
@@ -84,7 +87,7 @@ func locate(ctx context.Context, startDocker bool) (*Env, error) {
 	if dockerErr == nil {
 		return env, nil
 	}
-	return nil, fmt.Errorf("%w (localhost:5432: %v; docker: %v)\n%s", ErrNoDatabase, localErr, dockerErr, Help)
+	return nil, fmt.Errorf("%w (localhost:5432: %s; docker: %v)\n%s", ErrNoDatabase, explainConnectError(localErr), dockerErr, Help)
 }
 
 func dockerAvailable() error {
@@ -93,6 +96,32 @@ func dockerAvailable() error {
 		return err
 	}
 	return pool.Client.Ping()
+}
+
+// explainConnectError says what failed when connecting, so that a typo in
+// a URL, a missing role and a missing database each point at their own fix
+// instead of all reading as "the server does not answer".
+func explainConnectError(err error) string {
+	var (
+		parseErr *pgconn.ParseConfigError
+		pgErr    *pgconn.PgError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &parseErr):
+		return fmt.Sprintf("it is not a valid connection string: %v", err)
+	case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+		return fmt.Sprintf("the server answers and that database does not exist (create it, or name another): %v", err)
+	case errors.As(err, &pgErr) && (pgErr.Code == "28000" || pgErr.Code == "28P01"): // invalid_authorization_specification, invalid_password
+		return fmt.Sprintf("the server answers and refuses that role or password: %v", err)
+	case errors.As(err, &pgErr):
+		return fmt.Sprintf("the server answers and refuses the connection (SQLSTATE %s): %v", pgErr.Code, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("nothing listens at that address (connection refused): %v", err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Sprintf("the server did not answer in time: %v", err)
+	}
+	return fmt.Sprintf("connecting failed: %v", err)
 }
 
 func ping(ctx context.Context, url string) error {

@@ -15,9 +15,13 @@ import (
 	"github.com/mire-go/mire/store"
 )
 
-// RequireEnvVar makes a missing database fail tests instead of skipping
-// them when set to 1. CI sets it.
-const RequireEnvVar = "MIRE_REQUIRE_DB"
+// SkipEnvVar, set to 1, lets tests run without a database: the database
+// tests are skipped instead of failing. Without it a missing database fails
+// the run, so a green run always means the store was tested.
+const SkipEnvVar = "MIRE_SKIP_DB"
+
+// skipping reports whether SkipEnvVar asks to skip the database tests.
+func skipping() bool { return os.Getenv(SkipEnvVar) == "1" }
 
 var shared struct {
 	once sync.Once
@@ -26,11 +30,21 @@ var shared struct {
 	err  error
 }
 
-// RunTests is the body of a test package's TestMain: it runs the tests and
-// then releases the server pgenv started, if any.
+// RunTests is the body of a test package's TestMain: it finds the server
+// first, so that a missing one fails the package at once with the
+// explanation (or, with SkipEnvVar=1, says loudly that the database tests
+// will be skipped); then it runs the tests and releases the server pgenv
+// started, if any.
 //
 //	func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
 func RunTests(m *testing.M) int {
+	if err := setUp(); err != nil {
+		if !skipping() {
+			fmt.Fprintf(os.Stderr, "%v\n(set %s=1 to run the tests anyway, skipping every database test)\n", err, SkipEnvVar)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "pgenv: %s=1: SKIPPING EVERY DATABASE TEST of this package: %v\n", SkipEnvVar, err)
+	}
 	code := m.Run()
 	if shared.pool != nil {
 		shared.pool.Close()
@@ -39,8 +53,8 @@ func RunTests(m *testing.M) int {
 	return code
 }
 
-func sharedEnv(tb testing.TB) *Env {
-	tb.Helper()
+// setUp finds the shared server and opens its pool, once per process.
+func setUp() error {
 	shared.once.Do(func() {
 		shared.env, shared.err = Find(context.Background())
 		if shared.err != nil {
@@ -49,17 +63,22 @@ func sharedEnv(tb testing.TB) *Env {
 		fmt.Fprintf(os.Stderr, "pgenv: using PostgreSQL from %s\n", shared.env.Source)
 		shared.pool, shared.err = pgxpool.New(context.Background(), shared.env.URL)
 	})
-	if shared.err != nil {
-		if os.Getenv(RequireEnvVar) == "1" {
-			tb.Fatalf("%s=1 and no database: %v", RequireEnvVar, shared.err)
+	return shared.err
+}
+
+func sharedEnv(tb testing.TB) *Env {
+	tb.Helper()
+	if err := setUp(); err != nil {
+		if skipping() {
+			tb.Skipf("SKIPPED: no database and %s=1: %v", SkipEnvVar, err)
 		}
-		tb.Skipf("no database, skipping (set %s=1 to fail instead): %v", RequireEnvVar, shared.err)
+		tb.Fatalf("no database (set %s=1 to skip instead): %v", SkipEnvVar, err)
 	}
 	return shared.env
 }
 
-// URL returns the test server's connection string, skipping or failing tb
-// when there is none (see RequireEnvVar).
+// URL returns the test server's connection string, failing tb when there is
+// none (or skipping it, see SkipEnvVar).
 func URL(tb testing.TB) string {
 	tb.Helper()
 	return sharedEnv(tb).URL
