@@ -132,7 +132,9 @@ BEGIN
             SELECT (SELECT coalesce(max(global_position), 0) FROM event_log) + row_number() OVER (ORDER BY seq),
                    seq, xid, category
             FROM fresh
-            WHERE NOT EXISTS (SELECT 1 FROM event_log AS l WHERE l.seq = fresh.seq)
+            -- A probe of the seq index per event, as a subplan: written as
+            -- NOT EXISTS, the planner may merge-join the whole index.
+            WHERE (SELECT l.seq FROM event_log AS l WHERE l.seq = fresh.seq) IS NULL
             RETURNING global_position
         ), saved AS (
             INSERT INTO sequencer_sweeps (sweep, system_identifier, snapshot)
