@@ -155,7 +155,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 			})
 			row = (*dbsqlc.EventAppendNewRow)(next)
 		}
-		if errors.Is(err, pgx.ErrNoRows) || (onPool && isSerializationFailure(err)) {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return 0, time.Time{}, false, nil
 		}
 		if err != nil {
@@ -169,7 +169,7 @@ func (s *EventStore) insertEvents(ctx context.Context, exec dbsqlc.DBTX, params 
 		// the whole batch.
 		row, err := s.queries.EventAppendAtomic(ctx, db, (*dbsqlc.EventAppendAtomicParams)(params))
 		switch {
-		case isUniqueViolation(err) || isSerializationFailure(err) || (err == nil && row.Appended == 0):
+		case isUniqueViolation(err) || (err == nil && row.Appended == 0):
 			return 0, time.Time{}, false, nil
 		case err != nil:
 			return 0, time.Time{}, false, err
@@ -354,17 +354,6 @@ func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
 		(pgErr.ConstraintName == "events_stream_version_key" || pgErr.ConstraintName == "events_event_id_key")
-}
-
-// isSerializationFailure reports a statement that lost a race under
-// REPEATABLE READ or SERIALIZABLE, the pool's default isolation if so
-// configured: where READ COMMITTED would skip a version taken since its
-// snapshot (ON CONFLICT DO NOTHING) they fail. A statement on the pool is
-// its own transaction, so the failure writes nothing: the store asks why,
-// in a new statement and snapshot, as for any refused append.
-func isSerializationFailure(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "40001"
 }
 
 // resolveRetry decides what a refused append whose event IDs are already

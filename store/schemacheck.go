@@ -45,6 +45,9 @@ func (s *EventStore) ensureSchema(ctx context.Context, exec dbsqlc.DBTX) error {
 		return s.interpretError("check schema version", err)
 	default:
 		version, dirty = uint(row.Version), row.Dirty
+		// A setting of the session, unchanged by the isolation of a
+		// caller's transaction the check may run in: the pool's default.
+		s.poolNotReadCommitted.Store(row.DefaultIsolation != "read committed")
 	}
 	if want := schema.LatestVersion(); version != want || dirty {
 		return &core.SchemaVersionError{Schema: s.schema, Version: version, Dirty: dirty, Want: want}

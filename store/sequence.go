@@ -5,9 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Sequence assigns global positions to every event committed so far that
@@ -20,32 +17,9 @@ import (
 // Category and whole-log reads call it first (see Config.NoSequenceOnRead);
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
-//
-// A sweep needs READ COMMITTED. On a pool whose connections default to
-// another isolation level, the first sweep is refused and every later one
-// runs in a READ COMMITTED transaction of its own (two more round trips).
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
-	if !s.sequenceInTx.Load() {
-		assigned, err := s.queries.EventSequence(ctx, s.db(s.pool))
-		if !isWrongIsolation(err) {
-			return assigned, s.interpretError("sequence", err)
-		}
-		s.sequenceInTx.Store(true)
-	}
-	var assigned int64
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		var err error
-		assigned, err = s.queries.EventSequence(ctx, s.db(tx))
-		return err
-	})
+	assigned, err := s.queries.EventSequence(ctx, s.db(s.pool))
 	return assigned, s.interpretError("sequence", err)
-}
-
-// isWrongIsolation reports sequence_events refusing a transaction that is
-// not READ COMMITTED.
-func isWrongIsolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "25000"
 }
 
 // Head returns the highest assigned global position, 0 for an empty log.

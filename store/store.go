@@ -119,9 +119,10 @@ type EventStore struct {
 	groups   *appendGroups // nil when grouping is off
 
 	schemaCheck schemaCheck
-	// sequenceInTx: the pool's default isolation is not READ COMMITTED, so
-	// sweeps run in transactions that set it.
-	sequenceInTx atomic.Bool
+	// poolNotReadCommitted: the pool's connections default to another
+	// isolation level than READ COMMITTED, so the store's statements on the
+	// pool run in transactions that set it (see readCommittedDB).
+	poolNotReadCommitted atomic.Bool
 }
 
 // New returns an EventStore on pool. config may be nil for the defaults.
@@ -264,25 +265,35 @@ func (d schemaDB) check(ctx context.Context) error {
 	return d.store.ensureSchema(ctx, d.exec)
 }
 
+// target is where a statement runs: exec, or, for a statement on a pool
+// whose connections default to another isolation level, a READ COMMITTED
+// transaction of its own.
+func (d schemaDB) target() dbsqlc.DBTX {
+	if pool, ok := d.exec.(*pgxpool.Pool); ok && d.store != nil && d.store.poolNotReadCommitted.Load() {
+		return readCommittedDB{pool}
+	}
+	return d.exec
+}
+
 func (d schemaDB) Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
 	if err := d.check(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return d.exec.Exec(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().Exec(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
 
 func (d schemaDB) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
-	return d.exec.Query(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().Query(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
 
 func (d schemaDB) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
 	if err := d.check(ctx); err != nil {
 		return errRow{err}
 	}
-	return d.exec.QueryRow(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().QueryRow(ctx, d.sql.render(query), nativeUUIDs(args)...)
 }
 
 // errRow is a pgx.Row whose Scan returns err.

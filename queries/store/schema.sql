@@ -8,8 +8,11 @@ CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire;
 
 -- name: SchemaVersion :one
 -- The schema's migration version and whether a failed migration left it
--- dirty (golang-migrate's table: one row).
-SELECT version, dirty FROM /* TEMPLATE: schema */schema_migrations LIMIT 1;
+-- dirty (golang-migrate's table: one row), and the isolation level the
+-- connection's transactions default to.
+SELECT version, dirty, current_setting('default_transaction_isolation')::text AS default_isolation
+FROM /* TEMPLATE: schema */schema_migrations
+LIMIT 1;
 
 -- name: RuntimeGrant :exec
 -- See grant_runtime in schema/migrations. The name is quoted, so it is

@@ -44,14 +44,23 @@ func (q *Queries) SchemaCreate(ctx context.Context, db DBTX) error {
 }
 
 const schemaVersion = `-- name: SchemaVersion :one
-SELECT version, dirty FROM /* TEMPLATE: schema */schema_migrations LIMIT 1
+SELECT version, dirty, current_setting('default_transaction_isolation')::text AS default_isolation
+FROM /* TEMPLATE: schema */schema_migrations
+LIMIT 1
 `
 
+type SchemaVersionRow struct {
+	Version          int64
+	Dirty            bool
+	DefaultIsolation string
+}
+
 // The schema's migration version and whether a failed migration left it
-// dirty (golang-migrate's table: one row).
-func (q *Queries) SchemaVersion(ctx context.Context, db DBTX) (*SchemaMigration, error) {
+// dirty (golang-migrate's table: one row), and the isolation level the
+// connection's transactions default to.
+func (q *Queries) SchemaVersion(ctx context.Context, db DBTX) (*SchemaVersionRow, error) {
 	row := db.QueryRow(ctx, schemaVersion)
-	var i SchemaMigration
-	err := row.Scan(&i.Version, &i.Dirty)
+	var i SchemaVersionRow
+	err := row.Scan(&i.Version, &i.Dirty, &i.DefaultIsolation)
 	return &i, err
 }
