@@ -140,8 +140,9 @@ func (m *migrationSession) close() {
 }
 
 // resolveDirtyAfterStop resolves a dirty version on a fresh connection after
-// ctx stopped a migration. It does not wait for the migration lock: whoever
-// holds it resolves the version before migrating.
+// ctx stopped a migration. It waits for the migration lock, which the
+// stopped connection holds until its backend has exited, within ctx: a
+// migration that takes the lock first resolves the version itself.
 func (s *EventStore) resolveDirtyAfterStop(ctx context.Context, database string, lockID int64) (err error) {
 	m := s.newMigrationSession(ctx, database, lockID)
 	defer m.close()
@@ -156,8 +157,7 @@ func (s *EventStore) resolveDirtyAfterStop(ctx context.Context, database string,
 	if err != nil {
 		return err
 	}
-	locked, err := s.queries.MigrationTryLock(ctx, s.db(conn), lockID)
-	if err != nil || !locked {
+	if err := s.queries.MigrationLock(ctx, s.db(conn), lockID); err != nil {
 		return err
 	}
 	defer func() {

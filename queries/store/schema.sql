@@ -41,9 +41,6 @@ SELECT set_config('search_path', @search_path::text, false);
 -- name: MigrationLock :exec
 SELECT pg_advisory_lock(@lock_id::bigint);
 
--- name: MigrationTryLock :one
-SELECT pg_try_advisory_lock(@lock_id::bigint) AS locked;
-
 -- name: MigrationUnlock :exec
 SELECT pg_advisory_unlock(@lock_id::bigint);
 

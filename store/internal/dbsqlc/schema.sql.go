@@ -92,17 +92,6 @@ func (q *Queries) MigrationSetSearchPath(ctx context.Context, db DBTX, searchPat
 	return err
 }
 
-const migrationTryLock = `-- name: MigrationTryLock :one
-SELECT pg_try_advisory_lock($1::bigint) AS locked
-`
-
-func (q *Queries) MigrationTryLock(ctx context.Context, db DBTX, lockID int64) (bool, error) {
-	row := db.QueryRow(ctx, migrationTryLock, lockID)
-	var locked bool
-	err := row.Scan(&locked)
-	return locked, err
-}
-
 const migrationUnlock = `-- name: MigrationUnlock :exec
 SELECT pg_advisory_unlock($1::bigint)
 `
