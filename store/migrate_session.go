@@ -105,7 +105,8 @@ func (m *migrationSession) run(ctx context.Context, op migrateOp) (ranMigrations
 			return false, err
 		}
 	}
-	return true, op.run(m.migrator)
+	// Only the migrating operations (those that resolve) run migrations.
+	return op.resolve, op.run(m.migrator)
 }
 
 func (m *migrationSession) open() error {
