@@ -119,54 +119,61 @@ func assertVersion(t *testing.T, es *store.EventStore, want uint) {
 	}
 }
 
-// For every migration V, a dirty V is resolved from the catalog whether
-// migration V rolled back (the schema is at V-1: V runs again) or committed
-// (the schema is at V: V is marked done), and the schema ends exactly as a
-// normal migration leaves it. A migration that mire has no catalog objects
-// for fails here.
+// For every migration V, a dirty version is resolved from the catalog
+// whatever the interrupted migration did: an up migration to V that rolled
+// back (the schema is at V-1: V runs again) or committed (at V: V is marked
+// done), and a down migration from V that rolled back (dirty V-1, the schema
+// at V). The schema then ends exactly as a normal migration leaves it. A
+// migration that mire has no catalog objects for fails here.
 func TestMigrateResolvesDirtyVersionOfEveryMigration(t *testing.T) {
 	t.Parallel()
-	latest := latestMigration(t)
+	latest := int(latestMigration(t))
 	want := migratedCatalog(t)
-	for version := uint(1); version <= latest; version++ {
-		for _, committed := range []bool{false, true} {
-			name := fmt.Sprintf("migration %d rolled back", version)
-			if committed {
-				name = fmt.Sprintf("migration %d committed", version)
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				es, err := store.New(pgenv.Pool(t), &store.Config{Schema: pgenv.NewSchemaName(t)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				at := version - 1
-				if committed {
-					at = version
-				}
-				if at == 0 {
-					// Leaves the schema and an empty migrations table.
-					if err := es.MigrateTo(ctx, 1); err != nil {
-						t.Fatal(err)
-					}
-					if err := es.MigrateDown(ctx); err != nil {
-						t.Fatal(err)
-					}
-				} else if err := es.MigrateTo(ctx, at); err != nil {
-					t.Fatal(err)
-				}
-				markDirty(t, es.Schema(), int(version))
-
-				if err := es.Migrate(ctx); err != nil {
-					t.Fatalf("Migrate with version %d dirty at version %d: %v", version, at, err)
-				}
-				assertVersion(t, es, latest)
-				if diff := cmp.Diff(want, catalogOf(t, es.Schema())); diff != "" {
-					t.Errorf("catalog differs from a normal migration (-want +got):\n%s", diff)
-				}
-			})
+	type dirtyCase struct {
+		name  string
+		at    int // the version the schema is at
+		dirty int // the dirty version recorded; -1 is golang-migrate's "none"
+	}
+	var cases []dirtyCase
+	for v := 1; v <= latest; v++ {
+		cases = append(cases,
+			dirtyCase{fmt.Sprintf("up to %d rolled back", v), v - 1, v},
+			dirtyCase{fmt.Sprintf("up to %d committed", v), v, v},
+			dirtyCase{fmt.Sprintf("down from %d rolled back", v), v, v - 1},
+		)
+	}
+	for _, c := range cases {
+		if c.dirty == 0 {
+			c.dirty = -1
 		}
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			es, err := store.New(pgenv.Pool(t), &store.Config{Schema: pgenv.NewSchemaName(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.at == 0 {
+				// Leaves the schema and an empty migrations table.
+				if err := es.MigrateTo(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				if err := es.MigrateDown(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := es.MigrateTo(ctx, uint(c.at)); err != nil {
+				t.Fatal(err)
+			}
+			markDirty(t, es.Schema(), c.dirty)
+
+			if err := es.Migrate(ctx); err != nil {
+				t.Fatalf("Migrate with version %d dirty at version %d: %v", c.dirty, c.at, err)
+			}
+			assertVersion(t, es, uint(latest))
+			if diff := cmp.Diff(want, catalogOf(t, es.Schema())); diff != "" {
+				t.Errorf("catalog differs from a normal migration (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
