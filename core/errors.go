@@ -57,6 +57,11 @@ var (
 	// ErrSchemaVersion means the store's schema is at a migration version
 	// other than the one the code was built for. See [SchemaVersionError].
 	ErrSchemaVersion = errors.New("mire: schema version mismatch")
+
+	// ErrDirtyMigration means a migration of the store's schema failed
+	// part-way in a state mire cannot resolve on its own. See
+	// [DirtyMigrationError].
+	ErrDirtyMigration = errors.New("mire: dirty migration")
 )
 
 // SchemaVersionError reports a schema that the store refuses to run
@@ -148,6 +153,29 @@ func (e *InvalidInputError) Error() string {
 
 // Is makes the error match [ErrInvalidInput].
 func (e *InvalidInputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// DirtyMigrationError reports a schema whose migration version is marked
+// dirty (a migration started and did not finish) while the catalog matches
+// neither the version before that migration nor the one after it, so mire
+// will not guess. The operator inspects the schema, completes or reverts the
+// migration by hand, and then records the version the schema is at with the
+// store's ForceMigrationVersion.
+type DirtyMigrationError struct {
+	Schema string
+	// Version is the dirty version recorded in the migrations table.
+	Version int
+	// Reason says what the catalog shows.
+	Reason string
+}
+
+func (e *DirtyMigrationError) Error() string {
+	return fmt.Sprintf("mire: schema %q is at dirty migration version %d: %s; "+
+		"complete or revert that migration by hand, then record the version the schema is at with ForceMigrationVersion",
+		e.Schema, e.Version, e.Reason)
+}
+
+// Is makes the error match [ErrDirtyMigration].
+func (e *DirtyMigrationError) Is(target error) bool { return target == ErrDirtyMigration }
 
 // EncodeError reports event data or metadata that could not be serialized.
 type EncodeError struct {

@@ -198,7 +198,7 @@ func TestSweepCostStaysFlatWhileATransactionStaysOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx) //nolint:errcheck // a test connection
+	defer conn.Close(ctx)                                                 //nolint:errcheck // a test connection
 	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil { // as in the sweep
 		t.Fatal(err)
 	}

@@ -56,9 +56,18 @@ var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 type Config struct {
 	// Schema is the PostgreSQL schema holding mire's tables: lowercase
 	// letters, digits and underscores, at most 48 bytes, not starting with a
-	// digit or "pg_". Stores with different schemas are fully independent
-	// (tenants, tests). Defaults to SchemaDefault ("mire").
+	// digit or "pg_", and not "information_schema". Stores with different
+	// schemas are fully independent (tenants, tests). Defaults to
+	// SchemaDefault ("mire").
 	Schema string
+
+	// AllowSharedSchema lets the migration methods use a schema that mire
+	// did not create: "public", or one that already holds other objects and
+	// no mire migrations table. Without it they refuse such a schema with a
+	// *core.InvalidInputError, so a mistyped or default Schema cannot mix
+	// mire's tables (and its MigrateDown) into an application's schema.
+	// Defaults to false.
+	AllowSharedSchema bool
 
 	// Registry decodes stored events into Go types and holds upcasters.
 	// Appending and raw reads work without registrations; loading aggregates
@@ -184,6 +193,8 @@ func (c *Config) validate() error {
 		return invalid("Schema", "%q must be lowercase letters, digits and underscores, not starting with a digit", c.Schema)
 	case strings.HasPrefix(c.Schema, "pg_"):
 		return invalid("Schema", "%q: the pg_ prefix is reserved by PostgreSQL", c.Schema)
+	case c.Schema == "information_schema":
+		return invalid("Schema", "%q is PostgreSQL's own schema", c.Schema)
 	case c.MaxEventBytes < 0:
 		return invalid("MaxEventBytes", "%d is negative", c.MaxEventBytes)
 	case c.MaxBatchBytes < 0:

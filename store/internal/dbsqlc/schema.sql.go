@@ -9,6 +9,98 @@ import (
 	"context"
 )
 
+const catalogColumnExists = `-- name: CatalogColumnExists :one
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_attribute
+    WHERE attrelid = to_regclass($1::text)
+      AND attname = $2::text
+      AND attnum > 0
+      AND NOT attisdropped
+) AS present
+`
+
+type CatalogColumnExistsParams struct {
+	QualifiedTable string
+	ColumnName     string
+}
+
+func (q *Queries) CatalogColumnExists(ctx context.Context, db DBTX, arg *CatalogColumnExistsParams) (bool, error) {
+	row := db.QueryRow(ctx, catalogColumnExists, arg.QualifiedTable, arg.ColumnName)
+	var present bool
+	err := row.Scan(&present)
+	return present, err
+}
+
+const catalogFunctionExists = `-- name: CatalogFunctionExists :one
+SELECT (to_regprocedure($1::text) IS NOT NULL)::boolean AS present
+`
+
+func (q *Queries) CatalogFunctionExists(ctx context.Context, db DBTX, qualifiedSignature string) (bool, error) {
+	row := db.QueryRow(ctx, catalogFunctionExists, qualifiedSignature)
+	var present bool
+	err := row.Scan(&present)
+	return present, err
+}
+
+const catalogRelationExists = `-- name: CatalogRelationExists :one
+
+SELECT (to_regclass($1::text) IS NOT NULL)::boolean AS present
+`
+
+// The catalog probes of the migration recovery. Names are schema-qualified
+// and quoted by the caller.
+func (q *Queries) CatalogRelationExists(ctx context.Context, db DBTX, qualifiedName string) (bool, error) {
+	row := db.QueryRow(ctx, catalogRelationExists, qualifiedName)
+	var present bool
+	err := row.Scan(&present)
+	return present, err
+}
+
+const migrationLock = `-- name: MigrationLock :exec
+SELECT pg_advisory_lock($1::bigint)
+`
+
+// MigrationLock takes golang-migrate's session advisory lock for the schema
+// (the same key its driver uses, so mire and golang-migrate exclude each
+// other). Session advisory locks nest: golang-migrate's own lock call on the
+// same session then returns at once.
+func (q *Queries) MigrationLock(ctx context.Context, db DBTX, lockID int64) error {
+	_, err := db.Exec(ctx, migrationLock, lockID)
+	return err
+}
+
+const migrationSearchPath = `-- name: MigrationSearchPath :one
+SELECT current_setting('search_path')::text AS search_path
+`
+
+func (q *Queries) MigrationSearchPath(ctx context.Context, db DBTX) (string, error) {
+	row := db.QueryRow(ctx, migrationSearchPath)
+	var search_path string
+	err := row.Scan(&search_path)
+	return search_path, err
+}
+
+const migrationSetSearchPath = `-- name: MigrationSetSearchPath :exec
+SELECT set_config('search_path', $1::text, false)
+`
+
+// MigrationSetSearchPath sets the session's search_path: migrations use
+// unqualified names. The store restores the previous value before the
+// connection goes back to the pool.
+func (q *Queries) MigrationSetSearchPath(ctx context.Context, db DBTX, searchPath string) error {
+	_, err := db.Exec(ctx, migrationSetSearchPath, searchPath)
+	return err
+}
+
+const migrationUnlock = `-- name: MigrationUnlock :exec
+SELECT pg_advisory_unlock($1::bigint)
+`
+
+func (q *Queries) MigrationUnlock(ctx context.Context, db DBTX, lockID int64) error {
+	_, err := db.Exec(ctx, migrationUnlock, lockID)
+	return err
+}
+
 const runtimeGrant = `-- name: RuntimeGrant :exec
 SELECT /* TEMPLATE: schema */grant_runtime(quote_ident($1::text)::regrole)
 `
@@ -38,9 +130,53 @@ CREATE SCHEMA IF NOT EXISTS /* TEMPLATE: schema_name */mire
 // schema/migrations). The store replaces the "/* TEMPLATE: schema */" marker
 // with its quoted schema name and a dot before running them, so one set of
 // queries serves any schema and never depends on the caller's search_path.
+// SchemaCreate runs only when SchemaInspect found no schema: CREATE SCHEMA
+// IF NOT EXISTS checks CREATE on the database before it looks, so a schema
+// owner without that privilege could not run it on their own schema.
 func (q *Queries) SchemaCreate(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, schemaCreate)
 	return err
+}
+
+const schemaInspect = `-- name: SchemaInspect :one
+SELECT
+    EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1::text) AS schema_exists,
+    (EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1::text)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+                WHERE n.nspname = $1::text)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_type AS t JOIN pg_catalog.pg_namespace AS n ON n.oid = t.typnamespace
+                WHERE n.nspname = $1::text))::boolean AS has_objects,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1::text AND c.relname = $2::text) AS has_migrations_table,
+    current_database()::text AS database_name
+`
+
+type SchemaInspectParams struct {
+	SchemaName      string
+	MigrationsTable string
+}
+
+type SchemaInspectRow struct {
+	SchemaExists       bool
+	HasObjects         bool
+	HasMigrationsTable bool
+	DatabaseName       string
+}
+
+// SchemaInspect tells whether the schema exists, holds any object, and holds
+// the migrations table, so that Migrate neither needs privileges for what
+// exists nor creates mire's tables in a schema that belongs to something else.
+func (q *Queries) SchemaInspect(ctx context.Context, db DBTX, arg *SchemaInspectParams) (*SchemaInspectRow, error) {
+	row := db.QueryRow(ctx, schemaInspect, arg.SchemaName, arg.MigrationsTable)
+	var i SchemaInspectRow
+	err := row.Scan(
+		&i.SchemaExists,
+		&i.HasObjects,
+		&i.HasMigrationsTable,
+		&i.DatabaseName,
+	)
+	return &i, err
 }
 
 const schemaVersion = `-- name: SchemaVersion :one
