@@ -109,9 +109,14 @@ type CommittedEvents struct {
 	// positions are assigned after commit, unless Duplicate is set.
 	Events []RecordedEvent
 
-	// Duplicate is true when the append was recognised as a retry of an
-	// earlier, committed append with the same event IDs: nothing new was
-	// stored and Events are the original events as stored (data in
-	// PostgreSQL's JSON formatting, positions if already assigned).
+	// Duplicate is true when the events were found already stored, with the
+	// same content, by an append with the same event IDs: nothing was stored
+	// twice, and Events are the events as stored (data in PostgreSQL's JSON
+	// formatting, positions if already assigned). Treat it as success: the
+	// events are in the stream exactly once. Usually the caller retried
+	// after an unknown outcome, but a first call can see it too, when the
+	// store itself retried: a group commit whose acknowledgement was lost
+	// with its connection is run again alone, and finds its events
+	// committed.
 	Duplicate bool
 }

@@ -34,14 +34,24 @@ import (
 // every event and append again with the same IDs: a retry of a committed
 // append returns the original result with Duplicate set and stores nothing
 // twice, and an event ID stored with other content is a
-// [*core.EventIDReusedError].
+// [*core.EventIDReusedError]. Duplicate can also answer a first call, when
+// the store retried for it (see [core.CommittedEvents]): it always means the
+// events are stored, once.
 func (s *EventStore) Append(ctx context.Context, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {
 	return s.append(ctx, s.pool, streamID, expected, events)
 }
 
 // AppendTx is [EventStore.Append] inside the caller's transaction: the
 // events commit or roll back with it. Neither a version conflict nor a retry
-// (which returns the original result) aborts tx. Until tx ends, the appended
+// (which returns the original result) aborts tx, and neither does a batch
+// that meets a concurrent append part-way: it runs under a savepoint, rolled
+// back before the append is tried again.
+//
+// tx may be at any isolation level. At READ COMMITTED a lost race is a
+// [*core.VersionConflictError] (or a retry, for Any and StreamExists); under
+// REPEATABLE READ or SERIALIZABLE, a race with an append committed after
+// tx's snapshot fails as [core.DbSerializationFailure] and aborts tx, as
+// PostgreSQL does for any write: retry the whole transaction. Until tx ends, the appended
 // versions are taken: another append of them waits for tx, then fails with a
 // conflict if tx committed.
 func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected core.ExpectedVersion, events ...core.Event) (*core.CommittedEvents, error) {

@@ -219,6 +219,11 @@ func (s *EventStore) Pool() *pgxpool.Pool { return s.pool }
 // NotificationChannel is the channel the sequencer notifies, with the new
 // head position as payload, after it assigns positions. LISTEN on it to wake
 // up instead of polling; keep polling as a safety net.
+//
+// A notification is a hint, never a fact: PostgreSQL has no access control
+// on channels, so any role that can connect may LISTEN to it or NOTIFY it
+// with any payload. On a notification, read the head ([EventStore.Head]) or
+// read on from your checkpoint; do not act on the payload's number.
 func (s *EventStore) NotificationChannel() string { return s.schema + ".events" }
 
 // db returns the executor the generated queries run on: exec (the pool or a
