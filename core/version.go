@@ -58,27 +58,19 @@ func (e ExpectedVersion) ExactVersion() (int64, bool) {
 	return e.version, e.kind == expectExact
 }
 
-// Kind names the expectation: "any", "no_stream", "stream_exists" or
-// "exact". It is how stores pass the expectation to SQL.
-func (e ExpectedVersion) Kind() string {
+// String renders the expectation for error messages: "any", "no_stream",
+// "stream_exists" or "exact(n)".
+func (e ExpectedVersion) String() string {
 	switch e.kind {
 	case expectNoStream:
 		return "no_stream"
 	case expectStreamExists:
 		return "stream_exists"
 	case expectExact:
-		return "exact"
+		return fmt.Sprintf("exact(%d)", e.version)
 	default:
 		return "any"
 	}
-}
-
-// String renders the expectation for error messages.
-func (e ExpectedVersion) String() string {
-	if e.kind == expectExact {
-		return fmt.Sprintf("exact(%d)", e.version)
-	}
-	return e.Kind()
 }
 
 // Validate reports an [InvalidInputError] when the expectation cannot hold for

@@ -13,24 +13,24 @@ func TestExpectedVersionKinds(t *testing.T) {
 	tests := []struct {
 		name                           string
 		expected                       core.ExpectedVersion
-		kind, str                      string
+		str                            string
 		any, noStream, exists, isExact bool
 		exact                          int64
 	}{
-		{"zero value", zero, "any", "any", true, false, false, false, 0},
-		{"any", core.Any, "any", "any", true, false, false, false, 0},
-		{"no stream", core.NoStream, "no_stream", "no_stream", false, true, false, false, 0},
-		{"exact zero", core.Exact(0), "no_stream", "no_stream", false, true, false, false, 0},
-		{"stream exists", core.StreamExists, "stream_exists", "stream_exists", false, false, true, false, 0},
-		{"exact", core.Exact(7), "exact", "exact(7)", false, false, false, true, 7},
-		{"exact negative", core.Exact(-1), "exact", "exact(-1)", false, false, false, true, -1},
-		{"exact max", core.Exact(math.MaxInt64), "exact", "exact(9223372036854775807)", false, false, false, true, math.MaxInt64},
+		{"zero value", zero, "any", true, false, false, false, 0},
+		{"any", core.Any, "any", true, false, false, false, 0},
+		{"no stream", core.NoStream, "no_stream", false, true, false, false, 0},
+		{"exact zero", core.Exact(0), "no_stream", false, true, false, false, 0},
+		{"stream exists", core.StreamExists, "stream_exists", false, false, true, false, 0},
+		{"exact", core.Exact(7), "exact(7)", false, false, false, true, 7},
+		{"exact negative", core.Exact(-1), "exact(-1)", false, false, false, true, -1},
+		{"exact max", core.Exact(math.MaxInt64), "exact(9223372036854775807)", false, false, false, true, math.MaxInt64},
 	}
 	for _, tt := range tests {
 		e := tt.expected
 		exact, isExact := e.ExactVersion()
-		got := []any{e.Kind(), e.String(), e.IsAny(), e.IsNoStream(), e.IsStreamExists(), isExact, exact}
-		want := []any{tt.kind, tt.str, tt.any, tt.noStream, tt.exists, tt.isExact, tt.exact}
+		got := []any{e.String(), e.IsAny(), e.IsNoStream(), e.IsStreamExists(), isExact, exact}
+		want := []any{tt.str, tt.any, tt.noStream, tt.exists, tt.isExact, tt.exact}
 		for i := range got {
 			if got[i] != want[i] {
 				t.Errorf("%s: got %v, want %v", tt.name, got, want)

@@ -7,7 +7,6 @@ import (
 	"math"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
 // Load rebuilds the aggregate with ID id by replaying its stream, through
@@ -59,8 +58,7 @@ func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Sco
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	version, err := s.queries.StreamLock(ctx, s.db(tx), &dbsqlc.StreamLockParams{
-		StreamID: root.StreamID(), LockSeed: s.lockSeed})
+	version, err := s.lockStream(ctx, tx, root.StreamID())
 	if err != nil {
 		return nil, s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
 	}
@@ -87,9 +85,8 @@ func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
 // order. It reads a page at a time, bounded by the stream's version when the
 // first page is read, and refuses a stream whose events are not numbered
 // 1, 2, 3, ... up to that version.
-func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer, after int64) error {
+func (s *EventStore) replay(ctx context.Context, exec executor, root replayer, after int64) error {
 	streamID := root.StreamID()
-	db := s.db(exec)
 	const unknown = -1
 	head := int64(unknown)
 	next := after + 1
@@ -98,36 +95,35 @@ func (s *EventStore) replay(ctx context.Context, exec dbsqlc.DBTX, root replayer
 		if head == unknown {
 			toVersion = math.MaxInt64
 		}
-		page, err := s.queries.EventLoadStream(ctx, db, &dbsqlc.EventLoadStreamParams{
-			StreamID: streamID, FromVersion: next, ToVersion: toVersion, MaxEvents: s.pageSize()})
+		pageHead, page, err := s.loadPage(ctx, exec, streamID, next, toVersion, s.pageSize())
 		if err != nil {
 			return s.interpretError(fmt.Sprintf("load %q", streamID), err)
 		}
 		if head == unknown {
 			if len(page) > 0 {
-				head = page[0].StreamHead
+				head = pageHead
 			} else {
 				// No events after `after`: the stream may not exist, may end
 				// there, or may have been appended to since the page was
 				// read. Once its version is known a bounded re-read tells
 				// them apart.
-				if head, err = s.emptyHead(ctx, db, streamID, after); err != nil || head == after {
+				if head, err = s.emptyHead(ctx, exec, streamID, after); err != nil || head == after {
 					return err
 				}
 				continue
 			}
 		}
-		for _, row := range page {
-			if row.StreamVersion != next || row.StreamVersion > head {
+		for _, event := range page {
+			if event.version != next || event.version > head {
 				return &core.CorruptStreamError{StreamID: streamID, RecordedVersion: head,
-					Reason: fmt.Sprintf("expected version %d, found version %d", next, row.StreamVersion)}
+					Reason: fmt.Sprintf("expected version %d, found version %d", next, event.version)}
 			}
-			data, err := s.registry.Decode(&core.RecordedEvent{StreamID: streamID, StreamVersion: row.StreamVersion,
-				EventType: row.EventType, Data: row.Data})
+			data, err := s.registry.Decode(&core.RecordedEvent{StreamID: streamID, StreamVersion: event.version,
+				EventType: event.eventType, Data: event.data})
 			if err != nil {
 				return err
 			}
-			if err := root.Replay(row.StreamVersion, data); err != nil {
+			if err := root.Replay(event.version, data); err != nil {
 				return err
 			}
 			next++
@@ -153,8 +149,8 @@ type replayer interface {
 // no events after version after: ErrStreamNotFound for a stream without
 // events, and a CorruptStreamError when the stream is behind after (a
 // snapshot ahead of its stream).
-func (s *EventStore) emptyHead(ctx context.Context, db dbsqlc.DBTX, streamID string, after int64) (int64, error) {
-	version, err := s.queries.StreamVersion(ctx, db, streamID)
+func (s *EventStore) emptyHead(ctx context.Context, exec executor, streamID string, after int64) (int64, error) {
+	version, err := s.streamVersion(ctx, exec, streamID)
 	switch {
 	case err != nil:
 		return 0, s.interpretError(fmt.Sprintf("load %q", streamID), err)

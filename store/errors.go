@@ -20,9 +20,7 @@ func (s *EventStore) interpretError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var mireErr *core.DatabaseError
-	var versionErr *core.SchemaVersionError
-	if errors.As(err, &mireErr) || errors.As(err, &versionErr) {
+	if isMireError(err) {
 		return err
 	}
 	kind := classify(err)
@@ -31,6 +29,22 @@ func (s *EventStore) interpretError(op string, err error) error {
 		dbErr.Hint = fmt.Sprintf("mire's tables are missing from schema %q: run (*store.EventStore).Migrate first", s.schema)
 	}
 	return dbErr
+}
+
+// isMireError reports one of mire's own errors (a conflict, invalid input, a
+// *core.DatabaseError already interpreted, ...), which interpretError passes
+// on as it is.
+func isMireError(err error) bool {
+	for _, sentinel := range []error{
+		core.ErrDatabase, core.ErrConcurrency, core.ErrEventIDReused, core.ErrInvalidInput, core.ErrEncode,
+		core.ErrDecode, core.ErrCorruptStream, core.ErrStreamNotFound, core.ErrSchemaVersion,
+		core.ErrDirtyMigration, core.ErrScopeClosed,
+	} {
+		if errors.Is(err, sentinel) {
+			return true
+		}
+	}
+	return false
 }
 
 func classify(err error) core.DbErrorKind {

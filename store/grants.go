@@ -21,7 +21,7 @@ func (s *EventStore) GrantRuntime(ctx context.Context, role string) error {
 	if role == "" {
 		return &core.InvalidInputError{Field: "role", Reason: "is empty"}
 	}
-	return s.interpretError("grant runtime rights to "+role, s.queries.RuntimeGrant(ctx, s.db(s.pool), role))
+	return s.interpretError("grant runtime rights to "+role, s.grantRuntime(ctx, role))
 }
 
 // RevokeRuntime takes back what [EventStore.GrantRuntime] gave role.
@@ -29,5 +29,5 @@ func (s *EventStore) RevokeRuntime(ctx context.Context, role string) error {
 	if role == "" {
 		return &core.InvalidInputError{Field: "role", Reason: "is empty"}
 	}
-	return s.interpretError("revoke runtime rights from "+role, s.queries.RuntimeRevoke(ctx, s.db(s.pool), role))
+	return s.interpretError("revoke runtime rights from "+role, s.revokeRuntime(ctx, role))
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
 const (
@@ -64,13 +61,11 @@ const maxDrainers = 2
 
 // groupedAppend is one caller's append waiting for, or in, a group.
 type groupedAppend struct {
-	ctx    context.Context
-	params *dbsqlc.EventAppendParams
-	done   chan struct{} // closed when the fields below are set
+	ctx     context.Context
+	request *appendRequest
+	done    chan struct{} // closed when result is set
 
-	version    int64
-	recordedAt time.Time
-	appended   bool // false: run the append alone
+	result appendResult // not stored: run the append alone
 }
 
 func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
@@ -97,11 +92,10 @@ func (g *appendGroups) doneAlone() {
 }
 
 // append queues a single-event append for the next group and waits for its
-// outcome. It reports appended false when the caller must run the append
-// alone, and an error only when ctx ended first: the outcome is then
-// unknown.
-func (g *appendGroups) append(ctx context.Context, params *dbsqlc.EventAppendParams) (version int64, recordedAt time.Time, appended bool, err error) {
-	request := &groupedAppend{ctx: ctx, params: params, done: make(chan struct{})}
+// outcome. A result not stored means the caller must run the append alone;
+// an error comes only when ctx ended first: the outcome is then unknown.
+func (g *appendGroups) append(ctx context.Context, r *appendRequest) (appendResult, error) {
+	request := &groupedAppend{ctx: ctx, request: r, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, request)
 	if g.draining < maxDrainers {
@@ -112,9 +106,9 @@ func (g *appendGroups) append(ctx context.Context, params *dbsqlc.EventAppendPar
 
 	select {
 	case <-request.done:
-		return request.version, request.recordedAt, request.appended, nil
+		return request.result, nil
 	case <-ctx.Done():
-		return 0, time.Time{}, false, context.Cause(ctx)
+		return appendResult{}, context.Cause(ctx)
 	}
 }
 
@@ -166,27 +160,13 @@ func (g *appendGroups) run(group []*groupedAppend) {
 	// Event ids map results back to requests, so two requests with one id
 	// (a retry racing its original) cannot share a statement: the later
 	// ones run alone.
-	byID := make(map[uuid.UUID]*groupedAppend, len(group))
-	params := &dbsqlc.EventAppendGroupParams{
-		LockTimeout: groupLockTimeout,
-		LockSeed:    g.store.lockSeed,
-	}
+	seen := make(map[uuid.UUID]bool, len(group))
+	requests := make([]*appendRequest, 0, len(group))
 	for _, request := range group {
-		p := request.params
-		id := p.EventIds[0]
-		if _, dup := byID[id]; dup {
-			continue
+		if id := request.request.events[0].id; !seen[id] {
+			seen[id] = true
+			requests = append(requests, request.request)
 		}
-		byID[id] = request
-		params.StreamIds = append(params.StreamIds, p.StreamID)
-		params.ExpectedKinds = append(params.ExpectedKinds, p.ExpectedKind)
-		params.ExpectedVersions = append(params.ExpectedVersions, p.ExpectedVersion)
-		params.EventIds = append(params.EventIds, id)
-		params.EventTypes = append(params.EventTypes, p.EventTypes[0])
-		params.Data = append(params.Data, p.Data[0])
-		params.Headers = append(params.Headers, p.Headers[0])
-		params.CorrelationIds = append(params.CorrelationIds, p.CorrelationIds[0])
-		params.CausationIds = append(params.CausationIds, p.CausationIds[0])
 	}
 
 	// The statement serves many callers: no one caller's cancellation may
@@ -205,18 +185,20 @@ func (g *appendGroups) run(group []*groupedAppend) {
 		})
 		defer stop()
 	}
-	rows, err := g.store.queries.EventAppendGroup(ctx, g.store.db(g.store.pool), params)
+	results, err := g.store.insertGroup(ctx, requests)
 	if err != nil {
 		// A lock timeout, a lost connection, anything: every caller runs
 		// its append alone, which reports the error if it persists and
 		// resolves a commit whose acknowledgement was lost as a retry.
 		g.store.logger.DebugContext(ctx, "store: a group of appends failed; appending them one by one",
-			"appends", len(params.EventIds), "error", err)
+			"appends", len(requests), "error", err)
 		return
 	}
-	for _, row := range rows {
-		if request, ok := byID[row.EventID]; ok {
-			request.version, request.recordedAt, request.appended = row.StreamVersion, row.RecordedAt.UTC(), true
+	for _, request := range group {
+		id := request.request.events[0].id
+		if result, ok := results[id]; ok {
+			request.result = result
+			delete(results, id) // the first request with the id was in the statement; a later one runs alone
 		}
 	}
 }

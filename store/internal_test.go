@@ -5,8 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
+	"math"
 	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -141,6 +147,48 @@ func TestPageSizeFitsTheQueries(t *testing.T) {
 		s := &EventStore{config: Config{ReadPageSize: size}}
 		if got := s.pageSize(); got != want {
 			t.Errorf("pageSize() with ReadPageSize %d = %d, want %d", size, got, want)
+		}
+	}
+}
+
+// How an expectation reaches SQL (the batch and group statements' CASE).
+func TestExpectedKind(t *testing.T) {
+	for expected, want := range map[core.ExpectedVersion]string{
+		{}:                        "any",
+		core.Any:                  "any",
+		core.NoStream:             "no_stream",
+		core.Exact(0):             "no_stream",
+		core.StreamExists:         "stream_exists",
+		core.Exact(7):             "exact",
+		core.Exact(-1):            "exact",
+		core.Exact(math.MaxInt64): "exact",
+	} {
+		if got := expectedKind(expected); got != want {
+			t.Errorf("expectedKind(%v) = %q, want %q", expected, got, want)
+		}
+	}
+}
+
+// Store logic speaks mire's types: only the typed layer (db.go), the
+// executor wrapper (store.go) and the migration code, which has
+// administrative statements of its own, use the generated package.
+func TestOnlyTheTypedLayerImportsGeneratedCode(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"db.go", "store.go", "schemacheck.go", "migrate.go", "migrate_resolve.go", "migrate_session.go"}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		parsed, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, spec := range parsed.Imports {
+			path, _ := strconv.Unquote(spec.Path.Value)
+			if path == "github.com/mire-go/mire/store/internal/dbsqlc" && !slices.Contains(allowed, file) {
+				t.Errorf("%s imports the generated package; go through the typed layer in db.go", file)
+			}
 		}
 	}
 }

@@ -2,15 +2,12 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"iter"
 	"math"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
 // Read returns the events q selects, streaming them a page at a time
@@ -45,7 +42,7 @@ func (s *EventStore) ReadEvents(ctx context.Context, q core.StreamQuery) ([]*cor
 	return events, nil
 }
 
-func (s *EventStore) read(ctx context.Context, exec dbsqlc.DBTX, q core.StreamQuery, sequence bool) iter.Seq2[*core.RecordedEvent, error] {
+func (s *EventStore) read(ctx context.Context, exec executor, q core.StreamQuery, sequence bool) iter.Seq2[*core.RecordedEvent, error] {
 	return func(yield func(*core.RecordedEvent, error) bool) {
 		if err := q.Validate(); err != nil {
 			yield(nil, err)
@@ -59,16 +56,13 @@ func (s *EventStore) read(ctx context.Context, exec dbsqlc.DBTX, q core.StreamQu
 		}
 		page := newPager(s, q)
 		for {
-			rows, err := page.next(ctx, s.db(exec))
+			events, err := page.next(ctx, exec)
 			if err != nil {
 				yield(nil, s.interpretError("read", err))
 				return
 			}
-			for _, row := range rows {
-				recorded, err := recordedFromRow(row.event, row.position)
-				if err == nil {
-					recorded, err = s.registry.Upcast(recorded)
-				}
+			for _, stored := range events {
+				recorded, err := s.registry.Upcast(stored)
 				if err != nil {
 					yield(nil, err)
 					return
@@ -129,70 +123,18 @@ func (s *EventStore) pageSize() int32 {
 	return int32(min(max(s.config.ReadPageSize, 1), MaxReadPageSize))
 }
 
-// positioned is a stored event with its global position, 0 if it has none
-// yet.
-type positioned struct {
-	event    *dbsqlc.Event
-	position int64
-}
-
-func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]positioned, error) {
-	q, limit := p.store.queries, p.limit()
-	forward := p.query.Direction == core.Forward
-	var rows []positioned
-	switch {
-	case p.query.IsStream() && forward:
-		page, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
-			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamForwardRow) positioned {
-			return positioned{&r.Event, orZero(r.GlobalPosition)}
-		})
-	case p.query.IsStream():
-		page, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
-			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadStreamBackwardRow) positioned {
-			return positioned{&r.Event, orZero(r.GlobalPosition)}
-		})
-	case p.query.Category != "" && forward:
-		page, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
-			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryForwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
-	case p.query.Category != "":
-		page, err := q.EventReadCategoryBackward(ctx, db, &dbsqlc.EventReadCategoryBackwardParams{
-			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadCategoryBackwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
-	case forward:
-		page, err := q.EventReadAllForward(ctx, db, &dbsqlc.EventReadAllForwardParams{
-			FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadAllForwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
-	default:
-		page, err := q.EventReadAllBackward(ctx, db, &dbsqlc.EventReadAllBackwardParams{
-			FromPosition: p.from, EventTypes: p.types, MaxEvents: limit})
-		if err != nil {
-			return nil, err
-		}
-		rows = eventsOf(page, func(r *dbsqlc.EventReadAllBackwardRow) positioned { return positioned{&r.Event, r.GlobalPosition} })
+func (p *pager) next(ctx context.Context, exec executor) ([]*core.RecordedEvent, error) {
+	limit := p.limit()
+	events, err := p.store.readPage(ctx, exec, pageRequest{query: p.query, from: p.from, types: p.types, maxCount: limit})
+	if err != nil {
+		return nil, err
 	}
-	if n := len(rows); n > 0 {
-		last := rows[n-1]
-		key := last.event.StreamVersion
+	forward := p.query.Direction == core.Forward
+	if n := len(events); n > 0 {
+		last := events[n-1]
+		key := last.StreamVersion
 		if !p.query.IsStream() {
-			key = last.position
+			key = last.GlobalPosition
 		}
 		if forward {
 			p.from = key + 1
@@ -201,54 +143,8 @@ func (p *pager) next(ctx context.Context, db dbsqlc.DBTX) ([]positioned, error) 
 		}
 	}
 	if p.remaining >= 0 {
-		p.remaining -= len(rows)
+		p.remaining -= len(events)
 	}
-	p.exhausted = len(rows) < int(limit) || p.remaining == 0 || (!forward && p.from < 1)
-	return rows, nil
-}
-
-func eventsOf[R any](page []*R, event func(*R) positioned) []positioned {
-	rows := make([]positioned, len(page))
-	for i, r := range page {
-		rows[i] = event(r)
-	}
-	return rows
-}
-
-func orZero(position *int64) int64 {
-	if position == nil {
-		return 0
-	}
-	return *position
-}
-
-// recordedFromRow converts a stored row and its global position (0 for none
-// yet); times are returned in UTC.
-func recordedFromRow(row *dbsqlc.Event, position int64) (*core.RecordedEvent, error) {
-	recorded := &core.RecordedEvent{
-		StreamID:       row.StreamID,
-		StreamVersion:  row.StreamVersion,
-		GlobalPosition: position,
-		EventType:      row.EventType,
-		Data:           json.RawMessage(row.Data),
-		RecordedAt:     row.RecordedAt.UTC(),
-		Metadata:       core.EventMetadata{EventID: row.EventID},
-	}
-	if row.CorrelationID != nil {
-		recorded.Metadata.CorrelationID = *row.CorrelationID
-	}
-	if row.CausationID != nil {
-		recorded.Metadata.CausationID = *row.CausationID
-	}
-	if len(row.Headers) > 0 {
-		// Append encodes headers from a map[string]string; a row written by
-		// other tooling may not fit.
-		headers, err := decodeHeaders(row.Headers)
-		if err != nil {
-			return nil, &core.DecodeError{StreamID: row.StreamID, StreamVersion: row.StreamVersion,
-				GlobalPosition: recorded.GlobalPosition, EventType: row.EventType, Err: fmt.Errorf("headers: %w", err)}
-		}
-		recorded.Metadata.Headers = headers
-	}
-	return recorded, nil
+	p.exhausted = len(events) < int(limit) || p.remaining == 0 || (!forward && p.from < 1)
+	return events, nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
 // Session is where aggregates are loaded and saved: an [*EventStore], where
@@ -18,10 +17,10 @@ import (
 // may share one, each with its own outcome: see [Config.SoloAppends]), or a
 // [*Scope], where calls share one. Load, Save and the snapshot variants take either.
 type Session interface {
-	session() (*EventStore, dbsqlc.DBTX, error)
+	session() (*EventStore, executor, error)
 }
 
-func (s *EventStore) session() (*EventStore, dbsqlc.DBTX, error) { return s, s.pool, nil }
+func (s *EventStore) session() (*EventStore, executor, error) { return s, s.pool, nil }
 
 // Scope is a transaction scope: loads, saves and appends that commit or roll
 // back as one unit. It is the read-before-write escape hatch for
@@ -93,7 +92,7 @@ func (s *EventStore) InScope(ctx context.Context, fn func(*Scope) error) error {
 	return scope.Commit(ctx)
 }
 
-func (sc *Scope) session() (*EventStore, dbsqlc.DBTX, error) {
+func (sc *Scope) session() (*EventStore, executor, error) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.closed {
@@ -136,7 +135,7 @@ func (sc *Scope) SetLockTimeout(ctx context.Context, timeout time.Duration) erro
 	if timeout < time.Millisecond {
 		return &core.InvalidInputError{Field: "lock timeout", Reason: fmt.Sprintf("%v is under a millisecond", timeout)}
 	}
-	err = s.queries.TxSetLockTimeout(ctx, s.db(tx), fmt.Sprintf("%dms", timeout.Milliseconds()))
+	err = s.setLockTimeout(ctx, tx, timeout)
 	return s.interpretError("set lock timeout", err)
 }
 

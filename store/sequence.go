@@ -18,19 +18,19 @@ import (
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
-	assigned, err := s.queries.EventSequence(ctx, s.db(s.pool))
+	assigned, err := s.sequence(ctx)
 	return assigned, s.interpretError("sequence", err)
 }
 
 // Head returns the highest assigned global position, 0 for an empty log.
 func (s *EventStore) Head(ctx context.Context) (int64, error) {
-	head, err := s.queries.EventHead(ctx, s.db(s.pool))
+	head, err := s.head(ctx)
 	return head, s.interpretError("head", err)
 }
 
 // StreamVersion returns a stream's current version, 0 if it has no events.
 func (s *EventStore) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	version, err := s.queries.StreamVersion(ctx, s.db(s.pool), streamID)
+	version, err := s.streamVersion(ctx, s.pool, streamID)
 	return version, s.interpretError("stream version", err)
 }
 

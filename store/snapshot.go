@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mire-go/mire/core"
-	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
 // LoadSnapshotted is [Load] for aggregates that take snapshots: it starts
@@ -51,28 +48,28 @@ func LoadSnapshotted[S any, A core.SnapshotterOf[S]](ctx context.Context, sessio
 
 // restoreSnapshot restores root from its stream's snapshot when there is a
 // usable one, and returns the version it restored (0 for none).
-func restoreSnapshot[S any, A core.SnapshotterOf[S]](ctx context.Context, s *EventStore, exec dbsqlc.DBTX, root *core.Root[A]) (int64, error) {
-	snapshot, err := s.queries.SnapshotGet(ctx, s.db(exec), root.StreamID())
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+func restoreSnapshot[S any, A core.SnapshotterOf[S]](ctx context.Context, s *EventStore, exec executor, root *core.Root[A]) (int64, error) {
+	snapshot, found, err := s.loadSnapshot(ctx, exec, root.StreamID())
 	if err != nil {
 		return 0, s.interpretError(fmt.Sprintf("load snapshot of %q", root.StreamID()), err)
 	}
+	if !found {
+		return 0, nil
+	}
 	want := root.State().SnapshotSchemaVersion()
-	if int(snapshot.SchemaVersion) != want {
+	if snapshot.schemaVersion != want {
 		s.logger.InfoContext(ctx, "store: ignoring snapshot of another schema version",
-			"stream_id", root.StreamID(), "snapshot_schema_version", snapshot.SchemaVersion, "schema_version", want)
+			"stream_id", root.StreamID(), "snapshot_schema_version", snapshot.schemaVersion, "schema_version", want)
 		return 0, nil
 	}
 	state := A(new(S))
-	if err := json.Unmarshal(snapshot.State, state); err != nil {
+	if err := json.Unmarshal(snapshot.state, state); err != nil {
 		s.logger.WarnContext(ctx, "store: ignoring snapshot that does not decode",
-			"stream_id", root.StreamID(), "snapshot_version", snapshot.StreamVersion, "error", err)
+			"stream_id", root.StreamID(), "snapshot_version", snapshot.version, "error", err)
 		return 0, nil
 	}
-	root.Restore(snapshot.StreamVersion, state)
-	return snapshot.StreamVersion, nil
+	root.Restore(snapshot.version, state)
+	return snapshot.version, nil
 }
 
 // SaveSnapshotting is [Save] that also writes a snapshot when the save
@@ -120,17 +117,13 @@ func SaveSnapshot[A core.Snapshotter](ctx context.Context, session Session, root
 	return s.saveSnapshot(ctx, exec, root.StreamID(), root.Version(), root.State())
 }
 
-func (s *EventStore) saveSnapshot(ctx context.Context, exec dbsqlc.DBTX, streamID string, version int64, state core.Snapshotter) error {
+func (s *EventStore) saveSnapshot(ctx context.Context, exec executor, streamID string, version int64, state core.Snapshotter) error {
 	encoded, err := json.Marshal(state)
 	if err != nil {
 		return &core.EncodeError{EventType: "snapshot of " + streamID, Err: err}
 	}
-	err = s.queries.SnapshotSave(ctx, s.db(exec), &dbsqlc.SnapshotSaveParams{
-		StreamID:      streamID,
-		StreamVersion: version,
-		SchemaVersion: int32(state.SnapshotSchemaVersion()),
-		State:         encoded,
-	})
+	err = s.storeSnapshot(ctx, exec, streamID, storedSnapshot{
+		version: version, schemaVersion: state.SnapshotSchemaVersion(), state: encoded})
 	return s.interpretError(fmt.Sprintf("save snapshot of %q", streamID), err)
 }
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -295,51 +294,24 @@ func (d schemaDB) Exec(ctx context.Context, query string, args ...any) (pgconn.C
 	if err := d.check(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return d.target().Exec(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().Exec(ctx, d.sql.render(query), args...)
 }
 
 func (d schemaDB) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
-	return d.target().Query(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().Query(ctx, d.sql.render(query), args...)
 }
 
 func (d schemaDB) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
 	if err := d.check(ctx); err != nil {
 		return errRow{err}
 	}
-	return d.target().QueryRow(ctx, d.sql.render(query), nativeUUIDs(args)...)
+	return d.target().QueryRow(ctx, d.sql.render(query), args...)
 }
 
 // errRow is a pgx.Row whose Scan returns err.
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
-
-// nativeUUIDs rewrites uuid.UUID arguments as [16]byte, which pgx encodes
-// directly. A uuid.UUID is a driver.Valuer, so pgx would encode it as the
-// string Value returns, after trying and failing binary plans and building
-// an error for each: in a 100-event append that was two thirds of the
-// client's CPU. args is rewritten in place; sqlc builds it per call.
-func nativeUUIDs(args []any) []any {
-	for i, arg := range args {
-		switch v := arg.(type) {
-		case uuid.UUID:
-			args[i] = [16]byte(v)
-		case *uuid.UUID:
-			if v == nil {
-				args[i] = nil
-			} else {
-				args[i] = [16]byte(*v)
-			}
-		case []uuid.UUID:
-			ids := make([][16]byte, len(v))
-			for j, id := range v {
-				ids[j] = id
-			}
-			args[i] = ids
-		}
-	}
-	return args
-}

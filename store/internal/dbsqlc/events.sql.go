@@ -8,8 +8,6 @@ package dbsqlc
 import (
 	"context"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 const eventAppend = `-- name: EventAppend :many
@@ -45,12 +43,12 @@ type EventAppendParams struct {
 	StreamID        string
 	Category        *string
 	LockSeed        int64
-	EventIds        []uuid.UUID
+	EventIds        [][16]byte
 	EventTypes      []string
 	Data            [][]byte
 	Headers         [][]byte
-	CorrelationIds  []uuid.UUID
-	CausationIds    []uuid.UUID
+	CorrelationIds  [][16]byte
+	CausationIds    [][16]byte
 	ExpectedKind    string
 	ExpectedVersion int64
 }
@@ -140,12 +138,12 @@ type EventAppendAtomicParams struct {
 	StreamID        string
 	Category        *string
 	LockSeed        int64
-	EventIds        []uuid.UUID
+	EventIds        [][16]byte
 	EventTypes      []string
 	Data            [][]byte
 	Headers         [][]byte
-	CorrelationIds  []uuid.UUID
-	CausationIds    []uuid.UUID
+	CorrelationIds  [][16]byte
+	CausationIds    [][16]byte
 	ExpectedKind    string
 	ExpectedVersion int64
 }
@@ -197,12 +195,12 @@ type EventAppendExactParams struct {
 	StreamID        string
 	NextVersion     int64
 	Category        *string
-	EventID         uuid.UUID
+	EventID         [16]byte
 	EventType       string
 	Data            []byte
 	Headers         []byte
-	CorrelationID   *uuid.UUID
-	CausationID     *uuid.UUID
+	CorrelationID   *[16]byte
+	CausationID     *[16]byte
 	LockSeed        int64
 	ExpectedVersion int64
 }
@@ -276,18 +274,18 @@ type EventAppendGroupParams struct {
 	StreamIds        []string
 	ExpectedKinds    []string
 	ExpectedVersions []int64
-	EventIds         []uuid.UUID
+	EventIds         [][16]byte
 	EventTypes       []string
 	Data             [][]byte
 	Headers          [][]byte
-	CorrelationIds   []uuid.UUID
-	CausationIds     []uuid.UUID
+	CorrelationIds   [][16]byte
+	CausationIds     [][16]byte
 	LockTimeout      string
 	LockSeed         int64
 }
 
 type EventAppendGroupRow struct {
-	EventID       uuid.UUID
+	EventID       [16]byte
 	StreamVersion int64
 	RecordedAt    time.Time
 }
@@ -352,12 +350,12 @@ RETURNING stream_version, recorded_at
 type EventAppendNewParams struct {
 	StreamID      string
 	Category      *string
-	EventID       uuid.UUID
+	EventID       [16]byte
 	EventType     string
 	Data          []byte
 	Headers       []byte
-	CorrelationID *uuid.UUID
-	CausationID   *uuid.UUID
+	CorrelationID *[16]byte
+	CausationID   *[16]byte
 }
 
 type EventAppendNewRow struct {
@@ -415,12 +413,12 @@ RETURNING stream_version, recorded_at
 type EventAppendNextParams struct {
 	StreamID      string
 	Category      *string
-	EventID       uuid.UUID
+	EventID       [16]byte
 	EventType     string
 	Data          []byte
 	Headers       []byte
-	CorrelationID *uuid.UUID
-	CausationID   *uuid.UUID
+	CorrelationID *[16]byte
+	CausationID   *[16]byte
 	LockSeed      int64
 	MinVersion    int64
 }
@@ -461,7 +459,7 @@ SELECT coalesce((
 
 type EventAppendRefusedParams struct {
 	StreamID string
-	EventIds []uuid.UUID
+	EventIds [][16]byte
 }
 
 type EventAppendRefusedRow struct {
@@ -500,9 +498,9 @@ type EventFindByIDsParams struct {
 	EventTypes     []string
 	Data           [][]byte
 	Headers        [][]byte
-	CorrelationIds []uuid.UUID
-	CausationIds   []uuid.UUID
-	EventIds       []uuid.UUID
+	CorrelationIds [][16]byte
+	CausationIds   [][16]byte
+	EventIds       [][16]byte
 }
 
 type EventFindByIDsRow struct {

@@ -6,8 +6,6 @@ package dbsqlc
 
 import (
 	"time"
-
-	"github.com/google/uuid"
 )
 
 type Event struct {
@@ -15,12 +13,12 @@ type Event struct {
 	StreamID      string
 	StreamVersion int64
 	Category      *string
-	EventID       uuid.UUID
+	EventID       [16]byte
 	EventType     string
 	Data          []byte
 	Headers       []byte
-	CorrelationID *uuid.UUID
-	CausationID   *uuid.UUID
+	CorrelationID *[16]byte
+	CausationID   *[16]byte
 	RecordedAt    time.Time
 	Xid           uint64
 }

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/mire-go/mire/core"
+)
+
+// appendRequest is an append, validated and encoded: what the statements
+// store and what the caller gets back.
+type appendRequest struct {
+	streamID string
+	category *string // nil for a stream ID without a category
+	expected core.ExpectedVersion
+	events   []encodedEvent
+	// recorded are the events to report, without versions until stored.
+	recorded []core.RecordedEvent
+}
+
+// encodedEvent is one event of an append as the statements take it.
+type encodedEvent struct {
+	id            uuid.UUID
+	eventType     string
+	data, headers []byte
+	correlationID uuid.UUID // uuid.Nil for none
+	causationID   uuid.UUID
+}
+
+// committed is what the caller gets for a request stored from version from
+// on, at recordedAt.
+func (r *appendRequest) committed(from int64, recordedAt time.Time) *core.CommittedEvents {
+	for i := range r.recorded {
+		r.recorded[i].StreamVersion = from + int64(i)
+		r.recorded[i].RecordedAt = recordedAt
+	}
+	to := from + int64(len(r.recorded)) - 1
+	return &core.CommittedEvents{StreamID: r.streamID, FromVersion: from, ToVersion: to, Events: r.recorded}
+}
+
+// encodeAppend validates and encodes an append. Nothing invalid reaches the
+// database: the store rejects, with a typed error, what PostgreSQL would
+// refuse or store otherwise than sent.
+func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion, events []core.Event) (*appendRequest, error) {
+	if err := core.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, &core.InvalidInputError{Field: "events", Reason: "an append needs at least one event"}
+	}
+	if err := expected.Validate(len(events)); err != nil {
+		return nil, err
+	}
+	req := &appendRequest{
+		streamID: streamID,
+		category: categoryOf(streamID),
+		expected: expected,
+		events:   make([]encodedEvent, len(events)),
+		recorded: make([]core.RecordedEvent, len(events)),
+	}
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	batchBytes := 0
+	for i, event := range events {
+		if event.Data == nil {
+			return nil, &core.InvalidInputError{Field: "event data", Reason: fmt.Sprintf("event %d has no data", i)}
+		}
+		eventType := event.Data.EventType()
+		if err := core.ValidateEventType(eventType); err != nil {
+			return nil, err
+		}
+		data, err := s.registry.Encode(event.Data)
+		if err != nil {
+			return nil, err
+		}
+		headers, err := encodeHeaders(eventType, event.Metadata.Headers)
+		if err != nil {
+			return nil, err
+		}
+		size := len(data) + len(headers)
+		if size > s.config.MaxEventBytes {
+			return nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("encodes to %d bytes, over the limit of %d", size, s.config.MaxEventBytes)}
+		}
+		if batchBytes += size; batchBytes > s.config.MaxBatchBytes {
+			// Stop here: encoding the rest could take as much memory again.
+			return nil, &core.InvalidInputError{Field: "events", Reason: fmt.Sprintf(
+				"the first %d of %d events encode to %d bytes, over the batch limit of %d (Config.MaxBatchBytes)",
+				i+1, len(events), batchBytes, s.config.MaxBatchBytes)}
+		}
+		if err := checkJSONB(event.Data, eventType, data, headers); err != nil {
+			return nil, err
+		}
+
+		metadata := event.Metadata
+		if metadata.EventID == uuid.Nil {
+			if metadata.EventID, err = uuid.NewV7(); err != nil {
+				return nil, fmt.Errorf("mire: generating event id: %w", err)
+			}
+		}
+		if _, dup := seen[metadata.EventID]; dup {
+			return nil, &core.InvalidInputError{Field: "event id", Value: metadata.EventID.String(),
+				Reason: "appears twice in one append"}
+		}
+		seen[metadata.EventID] = struct{}{}
+
+		req.events[i] = encodedEvent{id: metadata.EventID, eventType: eventType, data: data, headers: headers,
+			correlationID: metadata.CorrelationID, causationID: metadata.CausationID}
+		req.recorded[i] = core.RecordedEvent{StreamID: streamID, EventType: eventType, Data: data, Metadata: metadata}
+	}
+	return req, nil
+}
+
+// categoryOf returns the category of a stream ID, the part before the first
+// separator, or nil for an ID without one.
+func categoryOf(streamID string) *string {
+	category, _, found := strings.Cut(streamID, core.CategorySeparator)
+	if !found {
+		return nil
+	}
+	return &category
+}
+
+func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) {
+	if len(headers) == 0 {
+		return nil, nil
+	}
+	// encoding/json would replace invalid UTF-8 by U+FFFD, and could so
+	// merge two keys into one.
+	for key, value := range headers {
+		if !utf8.ValidString(key) {
+			return nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("header key %q is not valid UTF-8", key)}
+		}
+		if !utf8.ValidString(value) {
+			return nil, &core.InvalidInputError{Field: "event data", Value: eventType,
+				Reason: fmt.Sprintf("the value of header %q is not valid UTF-8", key)}
+		}
+	}
+	encoded, err := json.Marshal(headers)
+	if err != nil {
+		return nil, &core.EncodeError{EventType: eventType, Err: fmt.Errorf("headers: %w", err)}
+	}
+	return encoded, nil
+}
