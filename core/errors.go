@@ -51,7 +51,7 @@ var (
 
 	// ErrSchemaNotMigrated means mire's tables are missing from the schema
 	// the store uses: run the store's Migrate first. It matches a
-	// [DatabaseError] of kind [DbSchemaNotMigrated].
+	// [DatabaseError] of kind [DBSchemaNotMigrated].
 	ErrSchemaNotMigrated = errors.New("mire: schema not migrated")
 
 	// ErrSchemaVersion means the store's schema is at a migration version
@@ -240,69 +240,69 @@ func (e *EventIDReusedError) Error() string {
 // Is makes the error match [ErrEventIDReused].
 func (e *EventIDReusedError) Is(target error) bool { return target == ErrEventIDReused }
 
-// DbErrorKind is a coarse class of database failure, so callers can react to
+// DBErrorKind is a coarse class of database failure, so callers can react to
 // common failures without importing the driver.
-type DbErrorKind uint8
+type DBErrorKind uint8
 
 const (
-	// DbOther is any failure not classified below.
-	DbOther DbErrorKind = iota
-	// DbConnection: the connection could not be made or was lost. A write
+	// DBOther is any failure not classified below.
+	DBOther DBErrorKind = iota
+	// DBConnection: the connection could not be made or was lost. A write
 	// that fails so has an unknown outcome: it may have committed.
-	DbConnection
-	// DbTimeout: a deadline, statement timeout or cancellation ended the
+	DBConnection
+	// DBTimeout: a deadline, statement timeout or cancellation ended the
 	// wait for the operation. A write that fails so has an unknown outcome:
 	// the server may still commit it. Retry appends with the same event IDs.
-	DbTimeout
-	// DbLockNotAvailable: a lock could not be taken within lock_timeout or
+	DBTimeout
+	// DBLockNotAvailable: a lock could not be taken within lock_timeout or
 	// NOWAIT.
-	DbLockNotAvailable
-	// DbSerializationFailure: a serializable or repeatable-read transaction
+	DBLockNotAvailable
+	// DBSerializationFailure: a serializable or repeatable-read transaction
 	// must be retried.
-	DbSerializationFailure
-	// DbDeadlock: PostgreSQL broke a deadlock by aborting this transaction.
-	DbDeadlock
-	// DbUniqueViolation: a unique constraint was violated.
-	DbUniqueViolation
-	// DbSchemaNotMigrated: mire's tables or functions are missing.
-	DbSchemaNotMigrated
-	// DbPermissionDenied: the role lacks a privilege.
-	DbPermissionDenied
+	DBSerializationFailure
+	// DBDeadlock: PostgreSQL broke a deadlock by aborting this transaction.
+	DBDeadlock
+	// DBUniqueViolation: a unique constraint was violated.
+	DBUniqueViolation
+	// DBSchemaNotMigrated: mire's tables or functions are missing.
+	DBSchemaNotMigrated
+	// DBPermissionDenied: the role lacks a privilege.
+	DBPermissionDenied
 )
 
 var dbErrorKindNames = [...]string{
-	DbOther:                "other",
-	DbConnection:           "connection",
-	DbTimeout:              "timeout",
-	DbLockNotAvailable:     "lock_not_available",
-	DbSerializationFailure: "serialization_failure",
-	DbDeadlock:             "deadlock",
-	DbUniqueViolation:      "unique_violation",
-	DbSchemaNotMigrated:    "schema_not_migrated",
-	DbPermissionDenied:     "permission_denied",
+	DBOther:                "other",
+	DBConnection:           "connection",
+	DBTimeout:              "timeout",
+	DBLockNotAvailable:     "lock_not_available",
+	DBSerializationFailure: "serialization_failure",
+	DBDeadlock:             "deadlock",
+	DBUniqueViolation:      "unique_violation",
+	DBSchemaNotMigrated:    "schema_not_migrated",
+	DBPermissionDenied:     "permission_denied",
 }
 
 // String returns the kind's snake_case name.
-func (k DbErrorKind) String() string {
+func (k DBErrorKind) String() string {
 	if int(k) < len(dbErrorKindNames) {
 		return dbErrorKindNames[k]
 	}
-	return fmt.Sprintf("DbErrorKind(%d)", k)
+	return fmt.Sprintf("DBErrorKind(%d)", k)
 }
 
 // Transient reports whether retrying the whole operation may succeed:
 // connection loss, serialization failure, deadlock and lock timeouts.
-func (k DbErrorKind) Transient() bool {
+func (k DBErrorKind) Transient() bool {
 	switch k {
-	case DbConnection, DbSerializationFailure, DbDeadlock, DbLockNotAvailable:
+	case DBConnection, DBSerializationFailure, DBDeadlock, DBLockNotAvailable:
 		return true
 	}
 	return false
 }
 
-// DatabaseError wraps a driver or server error with its [DbErrorKind].
+// DatabaseError wraps a driver or server error with its [DBErrorKind].
 type DatabaseError struct {
-	Kind DbErrorKind
+	Kind DBErrorKind
 	// Op says what mire was doing, e.g. "append".
 	Op string
 	// Hint suggests a fix, when there is an obvious one.
@@ -321,19 +321,19 @@ func (e *DatabaseError) Error() string {
 // Is makes the error match [ErrDatabase], and [ErrSchemaNotMigrated] when
 // that is its kind.
 func (e *DatabaseError) Is(target error) bool {
-	return target == ErrDatabase || (target == ErrSchemaNotMigrated && e.Kind == DbSchemaNotMigrated)
+	return target == ErrDatabase || (target == ErrSchemaNotMigrated && e.Kind == DBSchemaNotMigrated)
 }
 
 // Unwrap returns the driver's error (and so context.Canceled or
 // context.DeadlineExceeded where those caused it).
 func (e *DatabaseError) Unwrap() error { return e.Err }
 
-// DbKind returns the [DbErrorKind] of the first [DatabaseError] in err's
+// DBKind returns the [DBErrorKind] of the first [DatabaseError] in err's
 // chain, and false if there is none.
-func DbKind(err error) (DbErrorKind, bool) {
+func DBKind(err error) (DBErrorKind, bool) {
 	var dbErr *DatabaseError
 	if errors.As(err, &dbErr) {
 		return dbErr.Kind, true
 	}
-	return DbOther, false
+	return DBOther, false
 }

@@ -45,9 +45,9 @@ func TestTypedErrorsMatchTheirSentinel(t *testing.T) {
 			[]error{core.ErrDecode, core.ErrUnknownEventType}, []string{`"s-1" version 2: `}, true},
 		{&core.EventIDReusedError{EventID: id, StreamID: "s-2", StoredStreamID: "s-1", Reason: "other stream"},
 			[]error{core.ErrEventIDReused}, []string{id.String(), `"s-2"`, `"s-1"`, "other stream"}, false},
-		{&core.DatabaseError{Kind: core.DbLockNotAvailable, Op: "append", Err: cause},
+		{&core.DatabaseError{Kind: core.DBLockNotAvailable, Op: "append", Err: cause},
 			[]error{core.ErrDatabase, cause}, []string{"append", "lock_not_available", "the cause"}, true},
-		{&core.DatabaseError{Kind: core.DbSchemaNotMigrated, Op: "read", Hint: "run Migrate", Err: cause},
+		{&core.DatabaseError{Kind: core.DBSchemaNotMigrated, Op: "read", Hint: "run Migrate", Err: cause},
 			[]error{core.ErrDatabase, core.ErrSchemaNotMigrated, cause}, []string{"schema_not_migrated", "hint: run Migrate"}, true},
 	}
 	for _, tt := range tests {
@@ -75,15 +75,15 @@ func TestTypedErrorsMatchTheirSentinel(t *testing.T) {
 
 func TestDbKind(t *testing.T) {
 	t.Parallel()
-	if kind, ok := core.DbKind(errors.New("plain")); ok || kind != core.DbOther {
-		t.Errorf("DbKind(plain) = %s, %v", kind, ok)
+	if kind, ok := core.DBKind(errors.New("plain")); ok || kind != core.DBOther {
+		t.Errorf("DBKind(plain) = %s, %v", kind, ok)
 	}
-	if kind, ok := core.DbKind(nil); ok || kind != core.DbOther {
-		t.Errorf("DbKind(nil) = %s, %v", kind, ok)
+	if kind, ok := core.DBKind(nil); ok || kind != core.DBOther {
+		t.Errorf("DBKind(nil) = %s, %v", kind, ok)
 	}
-	err := fmt.Errorf("saving: %w", &core.DatabaseError{Kind: core.DbTimeout, Op: "append", Err: context.DeadlineExceeded})
-	if kind, ok := core.DbKind(err); !ok || kind != core.DbTimeout {
-		t.Errorf("DbKind(wrapped timeout) = %s, %v", kind, ok)
+	err := fmt.Errorf("saving: %w", &core.DatabaseError{Kind: core.DBTimeout, Op: "append", Err: context.DeadlineExceeded})
+	if kind, ok := core.DBKind(err); !ok || kind != core.DBTimeout {
+		t.Errorf("DBKind(wrapped timeout) = %s, %v", kind, ok)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Error("a DatabaseError hides its context error")
@@ -93,20 +93,20 @@ func TestDbKind(t *testing.T) {
 func TestDbErrorKindNamesAndTransience(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		kind      core.DbErrorKind
+		kind      core.DBErrorKind
 		name      string
 		transient bool
 	}{
-		{core.DbOther, "other", false},
-		{core.DbConnection, "connection", true},
-		{core.DbTimeout, "timeout", false},
-		{core.DbLockNotAvailable, "lock_not_available", true},
-		{core.DbSerializationFailure, "serialization_failure", true},
-		{core.DbDeadlock, "deadlock", true},
-		{core.DbUniqueViolation, "unique_violation", false},
-		{core.DbSchemaNotMigrated, "schema_not_migrated", false},
-		{core.DbPermissionDenied, "permission_denied", false},
-		{core.DbErrorKind(200), "DbErrorKind(200)", false},
+		{core.DBOther, "other", false},
+		{core.DBConnection, "connection", true},
+		{core.DBTimeout, "timeout", false},
+		{core.DBLockNotAvailable, "lock_not_available", true},
+		{core.DBSerializationFailure, "serialization_failure", true},
+		{core.DBDeadlock, "deadlock", true},
+		{core.DBUniqueViolation, "unique_violation", false},
+		{core.DBSchemaNotMigrated, "schema_not_migrated", false},
+		{core.DBPermissionDenied, "permission_denied", false},
+		{core.DBErrorKind(200), "DBErrorKind(200)", false},
 	}
 	for _, tt := range tests {
 		if tt.kind.String() != tt.name || tt.kind.Transient() != tt.transient {

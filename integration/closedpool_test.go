@@ -12,7 +12,7 @@ import (
 )
 
 // A store whose pool was closed reports connection errors, so that callers
-// that handle connection loss (and DbErrorKind.Transient) see it as one.
+// that handle connection loss (and DBErrorKind.Transient) see it as one.
 func TestClosedPoolIsConnectionError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -21,9 +21,9 @@ func TestClosedPoolIsConnectionError(t *testing.T) {
 	pool.Close()
 
 	_, err := es.Append(ctx, "account-1", core.Any, core.NewEvent(Deposited{Amount: 1}))
-	assertDbKind(t, err, core.DbConnection)
+	assertDbKind(t, err, core.DBConnection)
 	_, err = es.ReadEvents(ctx, core.ReadStream("account-1"))
-	assertDbKind(t, err, core.DbConnection)
+	assertDbKind(t, err, core.DBConnection)
 }
 
 // A load does not know global positions, so its DecodeError does not claim

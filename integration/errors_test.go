@@ -16,14 +16,14 @@ import (
 
 // assertDbKind fails t unless err is a *core.DatabaseError of kind want,
 // matching core.ErrDatabase.
-func assertDbKind(t *testing.T, err error, want core.DbErrorKind) *core.DatabaseError {
+func assertDbKind(t *testing.T, err error, want core.DBErrorKind) *core.DatabaseError {
 	t.Helper()
 	var dbErr *core.DatabaseError
 	if !errors.As(err, &dbErr) {
 		t.Fatalf("err = %v (%T), want *core.DatabaseError of kind %s", err, err, want)
 	}
-	if kind, ok := core.DbKind(err); !ok || kind != want {
-		t.Errorf("core.DbKind(err) = %s, %v; want %s, true (err: %v)", kind, ok, want, err)
+	if kind, ok := core.DBKind(err); !ok || kind != want {
+		t.Errorf("core.DBKind(err) = %s, %v; want %s, true (err: %v)", kind, ok, want, err)
 	}
 	if !errors.Is(err, core.ErrDatabase) {
 		t.Errorf("errors.Is(%v, core.ErrDatabase) = false", err)
@@ -174,7 +174,7 @@ func TestSchemaNotMigrated(t *testing.T) {
 					t.Errorf("%s: err = %v, want ErrSchemaNotMigrated", op.name, err)
 					continue
 				}
-				dbErr := assertDbKind(t, err, core.DbSchemaNotMigrated)
+				dbErr := assertDbKind(t, err, core.DBSchemaNotMigrated)
 				if !strings.Contains(dbErr.Hint, "Migrate") || !strings.Contains(dbErr.Hint, schemaName) {
 					t.Errorf("%s: hint %q should name Migrate and the schema", op.name, dbErr.Hint)
 				}
@@ -202,7 +202,7 @@ func TestSchemaNotMigrated(t *testing.T) {
 }
 
 // A connection lost in the middle of a caller's transaction fails the next
-// append with DbConnection, the transaction's earlier append is not stored,
+// append with DBConnection, the transaction's earlier append is not stored,
 // and the store recovers on a fresh connection.
 func TestConnectionLostDuringTx(t *testing.T) {
 	t.Parallel()
@@ -227,9 +227,9 @@ func TestConnectionLostDuringTx(t *testing.T) {
 	if committed != nil {
 		t.Errorf("committed = %+v, want nil", committed)
 	}
-	dbErr := assertDbKind(t, err, core.DbConnection)
+	dbErr := assertDbKind(t, err, core.DBConnection)
 	if !dbErr.Kind.Transient() {
-		t.Errorf("DbConnection is not transient")
+		t.Errorf("DBConnection is not transient")
 	}
 	if err := tx.Commit(ctx); err == nil {
 		t.Fatal("commit on a terminated connection succeeded")
@@ -251,7 +251,7 @@ func TestConnectionLostDuringTx(t *testing.T) {
 	}
 }
 
-// A context already ended fails every operation with DbTimeout, matching
+// A context already ended fails every operation with DBTimeout, matching
 // the context's error, and writes nothing.
 func TestContextAlreadyDone(t *testing.T) {
 	t.Parallel()
@@ -285,7 +285,7 @@ func TestContextAlreadyDone(t *testing.T) {
 				t.Errorf("%s, %s: err = %v, want it to match %v", c.name, name, err, c.cause)
 				continue
 			}
-			assertDbKind(t, err, core.DbTimeout)
+			assertDbKind(t, err, core.DBTimeout)
 		}
 	}
 	assertRowCounts(t, es, rowCounts{})
@@ -342,7 +342,7 @@ WHERE state <> 'idle' AND pid <> pg_backend_pid() AND strpos(query, $1) > 0`, es
 }
 
 // An append blocked behind another writer's lock returns when its context
-// ends, with DbTimeout matching the context's error.
+// ends, with DBTimeout matching the context's error.
 func TestContextEndsWhileAppendWaits(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -373,8 +373,8 @@ func TestContextEndsWhileAppendWaits(t *testing.T) {
 			if !errors.Is(err, c.cause) {
 				t.Fatalf("err = %v, want it to match %v", err, c.cause)
 			}
-			if dbErr := assertDbKind(t, err, core.DbTimeout); dbErr.Kind.Transient() {
-				t.Error("DbTimeout reported as transient")
+			if dbErr := assertDbKind(t, err, core.DBTimeout); dbErr.Kind.Transient() {
+				t.Error("DBTimeout reported as transient")
 			}
 			// The holder still has the lock: the abandoned append cannot
 			// have written anything yet.
@@ -387,7 +387,7 @@ func TestContextEndsWhileAppendWaits(t *testing.T) {
 }
 
 // An append that cannot take the stream's lock within lock_timeout fails
-// with DbLockNotAvailable, a transient kind, and stores nothing.
+// with DBLockNotAvailable, a transient kind, and stores nothing.
 func TestLockTimeout(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -433,9 +433,9 @@ func TestLockTimeout(t *testing.T) {
 			if committed != nil {
 				t.Errorf("committed = %+v, want nil", committed)
 			}
-			dbErr := assertDbKind(t, err, core.DbLockNotAvailable)
+			dbErr := assertDbKind(t, err, core.DBLockNotAvailable)
 			if !dbErr.Kind.Transient() {
-				t.Error("DbLockNotAvailable is not transient")
+				t.Error("DBLockNotAvailable is not transient")
 			}
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)

@@ -483,7 +483,7 @@ func TestRetryRacingInFlightOriginal(t *testing.T) {
 			}
 			retry := <-done
 			if retry.err != nil {
-				kind, _ := core.DbKind(retry.err)
+				kind, _ := core.DBKind(retry.err)
 				t.Fatalf("retry racing the in-flight original failed with %v (kind %s); want the original result marked Duplicate", retry.err, kind)
 			}
 			assertDuplicateOf(t, first, retry.committed)
@@ -520,7 +520,7 @@ func TestEventIDReusedRacingInFlightAppend(t *testing.T) {
 	err = <-done
 	var reused *core.EventIDReusedError
 	if !errors.As(err, &reused) {
-		kind, _ := core.DbKind(err)
+		kind, _ := core.DBKind(err)
 		t.Fatalf("err = %v (kind %s), want *core.EventIDReusedError", err, kind)
 	}
 	want := &core.EventIDReusedError{EventID: events[0].Metadata.EventID, StreamID: "account-2", StoredStreamID: "account-1"}

@@ -382,7 +382,7 @@ func TestMigrateHonoursContext(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s: Migrate = %v, want context.DeadlineExceeded", what, err)
 		}
-		assertDbKind(t, err, core.DbTimeout)
+		assertDbKind(t, err, core.DBTimeout)
 	}
 
 	// Blocked by the reader in migration 3's LOCK TABLE.

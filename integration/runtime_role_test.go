@@ -254,7 +254,7 @@ func TestRuntimeRoleCannotRewriteHistory(t *testing.T) {
 		t.Fatalf("RevokeRuntime: %v", err)
 	}
 	_, err := es.Append(ctx, "account-1", core.Exact(1), core.NewEvent(Deposited{Amount: 1}))
-	assertDbKind(t, err, core.DbPermissionDenied)
+	assertDbKind(t, err, core.DBPermissionDenied)
 }
 
 // A batch appended in a caller's transaction that runs into a concurrent

@@ -172,8 +172,8 @@ func TestScopeLoadForUpdateLocks(t *testing.T) {
 		_, err := scope.Append(ctx, "account-a", core.Exact(2), core.NewEvent(Deposited{Amount: 1}))
 		return err
 	})
-	if kind, _ := core.DbKind(err); kind != core.DbLockNotAvailable {
-		t.Fatalf("append to a locked stream: err = %v, want DbLockNotAvailable", err)
+	if kind, _ := core.DBKind(err); kind != core.DBLockNotAvailable {
+		t.Fatalf("append to a locked stream: err = %v, want DBLockNotAvailable", err)
 	}
 
 	// A plain writer waits, and goes through once the holder commits.
@@ -276,8 +276,8 @@ func TestScopeContextCancelled(t *testing.T) {
 	}
 	cancel()
 	_, err = scope.Append(ctx, "account-a", core.Exact(3), core.NewEvent(Withdrawn{Amount: 5}))
-	if kind, _ := core.DbKind(err); kind != core.DbTimeout || !errors.Is(err, context.Canceled) {
-		t.Fatalf("append after cancel: err = %v, want DbTimeout wrapping context.Canceled", err)
+	if kind, _ := core.DBKind(err); kind != core.DBTimeout || !errors.Is(err, context.Canceled) {
+		t.Fatalf("append after cancel: err = %v, want DBTimeout wrapping context.Canceled", err)
 	}
 	if err := scope.Commit(ctx); err == nil {
 		t.Fatal("commit after cancel succeeded")

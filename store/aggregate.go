@@ -45,7 +45,7 @@ func LoadOrNew[S any, A core.AggregateOf[S]](ctx context.Context, session Sessio
 
 // LoadForUpdate is [Load] inside a scope that first locks the aggregate's
 // stream, so that other writers of it wait until the scope ends (or fail
-// with [core.DbLockNotAvailable] once the scope's lock timeout passes, see
+// with [core.DBLockNotAvailable] once the scope's lock timeout passes, see
 // [Scope.SetLockTimeout]). A stream without events returns
 // [core.ErrStreamNotFound]. Appends that open a stream (NoStream) take no
 // lock: they cannot race an existing stream, whose first version is taken.

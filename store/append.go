@@ -43,7 +43,7 @@ func (s *EventStore) Append(ctx context.Context, streamID string, expected core.
 // tx may be at any isolation level. At READ COMMITTED a lost race is a
 // [*core.VersionConflictError] (or a retry, for Any and StreamExists); under
 // REPEATABLE READ or SERIALIZABLE, a race with an append committed after
-// tx's snapshot fails as [core.DbSerializationFailure] and aborts tx, as
+// tx's snapshot fails as [core.DBSerializationFailure] and aborts tx, as
 // PostgreSQL does for any write: retry the whole transaction. Until tx
 // ends, the appended versions are taken: another append of them waits for
 // tx, then fails with a conflict if tx committed.

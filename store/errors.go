@@ -14,7 +14,7 @@ import (
 )
 
 // interpretError turns a driver error into a *core.DatabaseError with its
-// DbErrorKind. It is the one place that knows pgx's error types, so callers
+// DBErrorKind. It is the one place that knows pgx's error types, so callers
 // of mire never need to.
 func (s *EventStore) interpretError(op string, err error) error {
 	if err == nil {
@@ -25,7 +25,7 @@ func (s *EventStore) interpretError(op string, err error) error {
 	}
 	kind := classify(err)
 	dbErr := &core.DatabaseError{Kind: kind, Op: op, Err: err}
-	if kind == core.DbSchemaNotMigrated {
+	if kind == core.DBSchemaNotMigrated {
 		dbErr.Hint = fmt.Sprintf("mire's tables are missing from schema %q: run (*store.EventStore).Migrate first", s.schema)
 	}
 	return dbErr
@@ -47,36 +47,36 @@ func isMireError(err error) bool {
 	return false
 }
 
-func classify(err error) core.DbErrorKind {
+func classify(err error) core.DBErrorKind {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "42P01", // undefined_table
 			"3F000", // invalid_schema_name
 			"42883": // undefined_function
-			return core.DbSchemaNotMigrated
+			return core.DBSchemaNotMigrated
 		case "55P03":
-			return core.DbLockNotAvailable
+			return core.DBLockNotAvailable
 		case "40001":
-			return core.DbSerializationFailure
+			return core.DBSerializationFailure
 		case "40P01":
-			return core.DbDeadlock
+			return core.DBDeadlock
 		case "23505":
-			return core.DbUniqueViolation
+			return core.DBUniqueViolation
 		case "42501":
-			return core.DbPermissionDenied
+			return core.DBPermissionDenied
 		case "57014": // query_canceled: statement_timeout or a cancel request
-			return core.DbTimeout
+			return core.DBTimeout
 		case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
-			return core.DbConnection
+			return core.DBConnection
 		}
 		if len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" { // connection_exception class
-			return core.DbConnection
+			return core.DBConnection
 		}
-		return core.DbOther
+		return core.DBOther
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
-		return core.DbTimeout
+		return core.DBTimeout
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
@@ -85,10 +85,10 @@ func classify(err error) core.DbErrorKind {
 		// pgxpool returns puddle's error, unwrapped, once the pool is closed.
 		errors.Is(err, puddle.ErrClosedPool) ||
 		pgconn.SafeToRetry(err) {
-		return core.DbConnection
+		return core.DBConnection
 	}
 	if conn, ok := err.(interface{ IsClosed() bool }); ok && conn.IsClosed() {
-		return core.DbConnection
+		return core.DBConnection
 	}
-	return core.DbOther
+	return core.DBOther
 }

@@ -8,21 +8,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const (
-	// SoloAppendsDefault is how many single-event appends on the pool run
-	// alone at once, unless configured, before further ones are grouped.
-	SoloAppendsDefault = 2
-
-	// maxGroupSize bounds the appends one grouped statement carries.
-	maxGroupSize = 256
-
-	// groupLockTimeout bounds how long a grouped statement waits for a
-	// concurrent insert of one of its versions or event ids to commit or
-	// roll back. Past it the statement fails and every append in it runs
-	// on its own, where waiting is safe.
-	groupLockTimeout = "100ms"
-)
-
 // appendGroups writes concurrent single-event appends on the pool together
 // (group commit).
 //
@@ -32,9 +17,8 @@ const (
 // maxGroupSize) into one statement and one transaction: under load N
 // commits, WAL flushes and round trips become one, and the more appends
 // arrive while a group runs, the larger the next. Once groups form, new
-// appends join them rather than run alone, which keeps groups large: at 16
-// writers on two cores, one drainer made groups of 8 and two of 5, against
-// 2.4 when appends ran alone beside the drainers. Nothing waits for a
+// appends join them rather than run alone, which keeps groups large (the
+// README's Performance section has the figures). Nothing waits for a
 // timer, and an append under light load pays nothing extra.
 //
 // A grouped statement stores or skips each append on its own and never
@@ -53,11 +37,6 @@ type appendGroups struct {
 	draining int              // drainers running
 	queue    []*groupedAppend // appends waiting for a group
 }
-
-// maxDrainers bounds the groups in flight at once. While one group runs,
-// the next fills. One drainer made the largest groups on a 2-core machine;
-// two leave a larger server room to run groups side by side.
-const maxDrainers = 2
 
 // groupedAppend is one caller's append waiting for, or in, a group.
 type groupedAppend struct {

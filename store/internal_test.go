@@ -43,25 +43,25 @@ func TestClassify(t *testing.T) {
 	pgErr := func(code string) error { return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code}) }
 	tests := []struct {
 		err  error
-		want core.DbErrorKind
+		want core.DBErrorKind
 	}{
-		{pgErr("42P01"), core.DbSchemaNotMigrated},
-		{pgErr("3F000"), core.DbSchemaNotMigrated},
-		{pgErr("42883"), core.DbSchemaNotMigrated},
-		{pgErr("55P03"), core.DbLockNotAvailable},
-		{pgErr("40001"), core.DbSerializationFailure},
-		{pgErr("40P01"), core.DbDeadlock},
-		{pgErr("23505"), core.DbUniqueViolation},
-		{pgErr("42501"), core.DbPermissionDenied},
-		{pgErr("57014"), core.DbTimeout},
-		{pgErr("57P01"), core.DbConnection},
-		{pgErr("08006"), core.DbConnection},
-		{pgErr("22P02"), core.DbOther},
-		{context.Canceled, core.DbTimeout},
-		{fmt.Errorf("query: %w", context.DeadlineExceeded), core.DbTimeout},
-		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, core.DbConnection},
-		{io.ErrUnexpectedEOF, core.DbConnection},
-		{errors.New("something else"), core.DbOther},
+		{pgErr("42P01"), core.DBSchemaNotMigrated},
+		{pgErr("3F000"), core.DBSchemaNotMigrated},
+		{pgErr("42883"), core.DBSchemaNotMigrated},
+		{pgErr("55P03"), core.DBLockNotAvailable},
+		{pgErr("40001"), core.DBSerializationFailure},
+		{pgErr("40P01"), core.DBDeadlock},
+		{pgErr("23505"), core.DBUniqueViolation},
+		{pgErr("42501"), core.DBPermissionDenied},
+		{pgErr("57014"), core.DBTimeout},
+		{pgErr("57P01"), core.DBConnection},
+		{pgErr("08006"), core.DBConnection},
+		{pgErr("22P02"), core.DBOther},
+		{context.Canceled, core.DBTimeout},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), core.DBTimeout},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, core.DBConnection},
+		{io.ErrUnexpectedEOF, core.DBConnection},
+		{errors.New("something else"), core.DBOther},
 	}
 	for _, tt := range tests {
 		if got := classify(tt.err); got != tt.want {
@@ -86,8 +86,8 @@ func TestClassifyClosedPool(t *testing.T) {
 	if err == nil {
 		t.Fatal("Exec on a closed pool succeeded")
 	}
-	if got := classify(err); got != core.DbConnection {
-		t.Errorf("classify(%v) = %s, want %s", err, got, core.DbConnection)
+	if got := classify(err); got != core.DBConnection {
+		t.Errorf("classify(%v) = %s, want %s", err, got, core.DBConnection)
 	}
 }
 
@@ -96,7 +96,7 @@ func TestInterpretErrorKeepsCause(t *testing.T) {
 	s := &EventStore{schema: "tenant"}
 	err := s.interpretError("append", fmt.Errorf("x: %w", context.Canceled))
 	var dbErr *core.DatabaseError
-	if !errors.As(err, &dbErr) || dbErr.Kind != core.DbTimeout || !errors.Is(err, context.Canceled) || !errors.Is(err, core.ErrDatabase) {
+	if !errors.As(err, &dbErr) || dbErr.Kind != core.DBTimeout || !errors.Is(err, context.Canceled) || !errors.Is(err, core.ErrDatabase) {
 		t.Fatalf("interpretError = %#v", err)
 	}
 	missing := s.interpretError("read", &pgconn.PgError{Code: "42P01"})

@@ -175,7 +175,7 @@ func (s *EventStore) withMigrator(ctx context.Context, op migrateOp) error {
 }
 
 // migrationError returns typed errors as they are and wraps the others in a
-// *core.DatabaseError; one that ctx caused is DbTimeout and matches ctx's
+// *core.DatabaseError; one that ctx caused is DBTimeout and matches ctx's
 // error, whatever the driver made of the cancellation.
 func (s *EventStore) migrationError(ctx context.Context, op string, err error) error {
 	var invalid *core.InvalidInputError
@@ -188,7 +188,7 @@ func (s *EventStore) migrationError(ctx context.Context, op string, err error) e
 		if !errors.Is(err, ctxErr) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return &core.DatabaseError{Kind: core.DbTimeout, Op: op, Err: err}
+		return &core.DatabaseError{Kind: core.DBTimeout, Op: op, Err: err}
 	}
 	return s.interpretError(op, err)
 }

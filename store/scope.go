@@ -56,7 +56,7 @@ func (s *EventStore) Begin(ctx context.Context) (*Scope, error) {
 // stream's version after taking its lock, which needs a snapshot taken then.
 // Under REPEATABLE READ or SERIALIZABLE a write that races another
 // transaction fails with a serialization failure
-// ([core.DbSerializationFailure]): retry the whole scope.
+// ([core.DBSerializationFailure]): retry the whole scope.
 func (s *EventStore) BeginTx(ctx context.Context, opts pgx.TxOptions) (*Scope, error) {
 	if opts.IsoLevel == "" {
 		opts.IsoLevel = pgx.ReadCommitted
@@ -125,7 +125,7 @@ func (sc *Scope) Read(ctx context.Context, q core.StreamQuery) iter.Seq2[*core.R
 
 // SetLockTimeout bounds how long the rest of the scope waits for a stream
 // lock ([LoadForUpdate], or an append to a stream another transaction
-// holds). Past it the operation fails with [core.DbLockNotAvailable] and the
+// holds). Past it the operation fails with [core.DBLockNotAvailable] and the
 // scope must be rolled back.
 func (sc *Scope) SetLockTimeout(ctx context.Context, timeout time.Duration) error {
 	s, tx, err := sc.session()

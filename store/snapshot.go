@@ -79,6 +79,10 @@ func restoreSnapshot[S any, A core.SnapshotterOf[S]](ctx context.Context, s *Eve
 // is written just after the events commit; a failure there is logged and
 // does not fail the save: the events are what count.
 func SaveSnapshotting[A core.Snapshotter](ctx context.Context, session Session, root *core.Root[A]) (*core.CommittedEvents, error) {
+	s, exec, err := session.session()
+	if err != nil {
+		return nil, err
+	}
 	from := root.Version()
 	committed, err := Save(ctx, session, root)
 	if err != nil || committed == nil {
@@ -87,10 +91,6 @@ func SaveSnapshotting[A core.Snapshotter](ctx context.Context, session Session, 
 	every := int64(max(root.State().SnapshotFrequency(), 1))
 	if from/every == committed.ToVersion/every {
 		return committed, nil
-	}
-	s, exec, err := session.session()
-	if err != nil {
-		return committed, nil // unreachable: Save just used it
 	}
 	if err := s.saveSnapshot(ctx, exec, root.StreamID(), committed.ToVersion, root.State()); err != nil {
 		if _, inScope := session.(*Scope); inScope {

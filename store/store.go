@@ -20,35 +20,6 @@ import (
 	"github.com/mire-go/mire/store/internal/dbsqlc"
 )
 
-const (
-	// SchemaDefault is the PostgreSQL schema a store uses unless configured.
-	SchemaDefault = "mire"
-
-	// MaxEventBytesDefault is the default limit on one event's encoded data
-	// plus headers.
-	MaxEventBytesDefault = 1 << 20
-
-	// MaxBatchBytesDefault is the default limit on one append's encoded data
-	// plus headers, over all its events. An append is one statement, which
-	// the client builds in memory several times over and PostgreSQL refuses
-	// past 1 GB with a lost connection, an error callers retry; 64 MiB is
-	// far above ordinary batches and keeps that memory modest.
-	MaxBatchBytesDefault = 64 << 20
-
-	// ReadPageSizeDefault is how many events a read fetches per round trip.
-	ReadPageSizeDefault = 500
-
-	// MaxReadPageSize is the largest ReadPageSize accepted. A page is held
-	// in memory whole, and beyond a few thousand events a round trip costs
-	// little next to the events it brings, so larger pages only add memory;
-	// it also keeps the page size far inside the int32 the queries take.
-	MaxReadPageSize = 100_000
-
-	// maxSchemaLength leaves room for the notification channel name
-	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
-	maxSchemaLength = 48
-)
-
 var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Config configures an [EventStore]. The zero value is usable.

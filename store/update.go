@@ -11,18 +11,6 @@ import (
 	"github.com/mire-go/mire/core"
 )
 
-const (
-	// UpdateMaxAttemptsDefault is how many times [Update] runs a command
-	// before it gives up on a contended aggregate.
-	UpdateMaxAttemptsDefault = 10
-
-	// UpdateBackoffDefault is the wait before [Update]'s second attempt.
-	UpdateBackoffDefault = 2 * time.Millisecond
-
-	// UpdateMaxBackoffDefault caps the wait between [Update]'s attempts.
-	UpdateMaxBackoffDefault = 500 * time.Millisecond
-)
-
 // UpdateOpts tunes [Update]. A nil *UpdateOpts means the defaults.
 type UpdateOpts struct {
 	// MaxAttempts is how many times the command runs, the first included,

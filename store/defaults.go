@@ -1,0 +1,62 @@
+package store
+
+import "time"
+
+// The store's defaults and limits, in one place. Config and UpdateOpts
+// fields name the default that applies when they are left zero.
+const (
+	// SchemaDefault is the PostgreSQL schema a store uses unless configured.
+	SchemaDefault = "mire"
+
+	// MaxEventBytesDefault is the default limit on one event's encoded data
+	// plus headers.
+	MaxEventBytesDefault = 1 << 20
+
+	// MaxBatchBytesDefault is the default limit on one append's encoded data
+	// plus headers, over all its events. An append is one statement, which
+	// the client builds in memory several times over and PostgreSQL refuses
+	// past 1 GB with a lost connection, an error callers retry; 64 MiB is
+	// far above ordinary batches and keeps that memory modest.
+	MaxBatchBytesDefault = 64 << 20
+
+	// ReadPageSizeDefault is how many events a read fetches per round trip.
+	ReadPageSizeDefault = 500
+
+	// MaxReadPageSize is the largest ReadPageSize accepted. A page is held
+	// in memory whole, and beyond a few thousand events a round trip costs
+	// little next to the events it brings, so larger pages only add memory;
+	// it also keeps the page size far inside the int32 the queries take.
+	MaxReadPageSize = 100_000
+
+	// maxSchemaLength leaves room for the notification channel name
+	// ("<schema>.events") within PostgreSQL's 63-byte identifier limit.
+	maxSchemaLength = 48
+
+	// SoloAppendsDefault is how many single-event appends on the pool run
+	// alone at once, unless configured, before further ones are grouped.
+	SoloAppendsDefault = 2
+
+	// maxGroupSize bounds the appends one grouped statement carries.
+	maxGroupSize = 256
+
+	// groupLockTimeout bounds how long a grouped statement waits for a
+	// concurrent insert of one of its versions or event ids to commit or
+	// roll back. Past it the statement fails and every append in it runs
+	// on its own, where waiting is safe.
+	groupLockTimeout = "100ms"
+
+	// maxDrainers bounds the groups in flight at once. While one group runs,
+	// the next fills. One drainer made the largest groups on a 2-core machine;
+	// two leave a larger server room to run groups side by side.
+	maxDrainers = 2
+
+	// UpdateMaxAttemptsDefault is how many times [Update] runs a command
+	// before it gives up on a contended aggregate.
+	UpdateMaxAttemptsDefault = 10
+
+	// UpdateBackoffDefault is the wait before [Update]'s second attempt.
+	UpdateBackoffDefault = 2 * time.Millisecond
+
+	// UpdateMaxBackoffDefault caps the wait between [Update]'s attempts.
+	UpdateMaxBackoffDefault = 500 * time.Millisecond
+)
