@@ -1,9 +1,12 @@
 # mire — run `make help` for the targets.
 
-SQLC_VERSION := v1.31.1
-MODULES      := core schema store cmd integration examples bench
+SQLC_VERSION          := v1.31.1
+GOLANGCI_LINT_VERSION := v2.15.0
+# The workspace's modules, as go.work lists them.
+MODULES      := $(shell go list -m -f '{{.Dir}}' | sed 's|^$(CURDIR)/||')
 BIN          := $(CURDIR)/bin
 SQLC         := $(BIN)/sqlc-$(SQLC_VERSION)
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 GO_TEST      ?= go test
 # Without a database the tests fail; MIRE_SKIP_DB=1 skips the database tests
 # instead (and says so).
@@ -22,8 +25,14 @@ $(SQLC):
 	GOBIN=$(BIN) go install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
 	@mv $(BIN)/sqlc $(SQLC)
 
+$(GOLANGCI_LINT):
+	@mkdir -p $(BIN)
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $(BIN) (a few minutes the first time)"
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@mv $(BIN)/golangci-lint $(GOLANGCI_LINT)
+
 .PHONY: tools
-tools: $(SQLC) ## Install the pinned code generators into ./bin.
+tools: $(SQLC) $(GOLANGCI_LINT) ## Install the pinned code generators and linter into ./bin.
 
 .PHONY: generate
 generate: $(SQLC) ## Regenerate sqlc code from queries/ and schema/, and go:generate output.
@@ -42,8 +51,8 @@ build: ## Build every module.
 	@for m in $(MODULES); do (cd $$m && go build ./...) || exit 1; done
 
 .PHONY: lint
-lint: ## Run go vet on every module.
-	@for m in $(MODULES); do (cd $$m && go vet ./...) || exit 1; done
+lint: $(GOLANGCI_LINT) ## Run go vet and golangci-lint (.golangci.yml) on every module.
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go vet ./... && $(GOLANGCI_LINT) run ./...) || exit 1; done
 
 .PHONY: test
 test: ## Run the whole test suite against PostgreSQL, with the race detector (MIRE_SKIP_DB=1: without one).

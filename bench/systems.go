@@ -50,8 +50,7 @@ func (*Cart) Category() string { return cartCategory }
 
 // Apply implements core.Aggregate.
 func (c *Cart) Apply(event core.EventData) {
-	switch e := event.(type) {
-	case ItemAdded:
+	if e, ok := event.(ItemAdded); ok {
 		c.Lines++
 		c.TotalCents += int64(e.Quantity) * e.PriceCents
 	}

@@ -247,26 +247,26 @@ type DBErrorKind uint8
 const (
 	// DBOther is any failure not classified below.
 	DBOther DBErrorKind = iota
-	// DBConnection: the connection could not be made or was lost. A write
+	// DBConnection means the connection could not be made or was lost. A write
 	// that fails so has an unknown outcome: it may have committed.
 	DBConnection
-	// DBTimeout: a deadline, statement timeout or cancellation ended the
+	// DBTimeout means a deadline, statement timeout or cancellation ended the
 	// wait for the operation. A write that fails so has an unknown outcome:
 	// the server may still commit it. Retry appends with the same event IDs.
 	DBTimeout
-	// DBLockNotAvailable: a lock could not be taken within lock_timeout or
+	// DBLockNotAvailable means a lock could not be taken within lock_timeout or
 	// NOWAIT.
 	DBLockNotAvailable
-	// DBSerializationFailure: a serializable or repeatable-read transaction
+	// DBSerializationFailure means a serializable or repeatable-read transaction
 	// must be retried.
 	DBSerializationFailure
-	// DBDeadlock: PostgreSQL broke a deadlock by aborting this transaction.
+	// DBDeadlock means PostgreSQL broke a deadlock by aborting this transaction.
 	DBDeadlock
-	// DBUniqueViolation: a unique constraint was violated.
+	// DBUniqueViolation means a unique constraint was violated.
 	DBUniqueViolation
-	// DBSchemaNotMigrated: mire's tables or functions are missing.
+	// DBSchemaNotMigrated means mire's tables or functions are missing.
 	DBSchemaNotMigrated
-	// DBPermissionDenied: the role lacks a privilege.
+	// DBPermissionDenied means the role lacks a privilege.
 	DBPermissionDenied
 )
 

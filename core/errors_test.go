@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,10 +54,7 @@ func TestTypedErrorsMatchTheirSentinel(t *testing.T) {
 	for _, tt := range tests {
 		for _, err := range []error{tt.err, fmt.Errorf("context: %w", tt.err)} {
 			for _, sentinel := range append(sentinels, cause) {
-				want := false
-				for _, m := range tt.matches {
-					want = want || m == sentinel
-				}
+				want := slices.Contains(tt.matches, sentinel) // the sentinels themselves, not errors matching them
 				if got := errors.Is(err, sentinel); got != want {
 					t.Errorf("errors.Is(%v, %v) = %v, want %v", err, sentinel, got, want)
 				}

@@ -11,13 +11,15 @@ import (
 
 // checkInvalidInput fails t unless err is an *core.InvalidInputError for
 // field (or nil when field is "").
-func checkInvalidInput(t *testing.T, err error, field string) *core.InvalidInputError {
+// checkInvalidInput returns the error's details as a value, so that a
+// caller with no use for them need not discard an error.
+func checkInvalidInput(t *testing.T, err error, field string) core.InvalidInputError {
 	t.Helper()
 	if field == "" {
 		if err != nil {
 			t.Errorf("err = %v, want nil", err)
 		}
-		return nil
+		return core.InvalidInputError{}
 	}
 	var invalid *core.InvalidInputError
 	if !errors.As(err, &invalid) {
@@ -29,7 +31,7 @@ func checkInvalidInput(t *testing.T, err error, field string) *core.InvalidInput
 	if invalid.Field != field || invalid.Reason == "" {
 		t.Errorf("InvalidInputError = %+v, want Field %q and a reason", invalid, field)
 	}
-	return invalid
+	return *invalid
 }
 
 func TestValidateText(t *testing.T) {

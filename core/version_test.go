@@ -38,7 +38,8 @@ func TestExpectedVersionKinds(t *testing.T) {
 			}
 		}
 	}
-	if core.Exact(0) != core.NoStream || zero != core.Any || core.Exact(3) != core.Exact(3) || core.Exact(3) == core.Exact(4) {
+	three, alsoThree := core.Exact(3), core.Exact(3)
+	if core.Exact(0) != core.NoStream || zero != core.Any || three != alsoThree || three == core.Exact(4) {
 		t.Error("ExpectedVersion equality is wrong")
 	}
 }

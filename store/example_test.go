@@ -52,7 +52,7 @@ func findDatabase() error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer conn.Close(ctx) //nolint:errcheck // a probe connection; Ping says whether it worked
 	if err := conn.Ping(ctx); err != nil {
 		return err
 	}

@@ -156,14 +156,19 @@ func (g *appendGroups) run(group []*groupedAppend) {
 	defer cancel()
 	var waiting atomic.Int64
 	waiting.Store(int64(len(group)))
-	for _, request := range group {
-		stop := context.AfterFunc(request.ctx, func() {
+	stops := make([]func() bool, len(group))
+	for i, request := range group {
+		stops[i] = context.AfterFunc(request.ctx, func() {
 			if waiting.Add(-1) == 0 {
 				cancel()
 			}
 		})
-		defer stop()
 	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
 	results, err := g.store.insertGroup(ctx, requests)
 	if err != nil {
 		// A lock timeout, a lost connection, anything: every caller runs

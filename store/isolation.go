@@ -32,6 +32,10 @@ func (d readCommittedDB) Exec(ctx context.Context, query string, args ...any) (t
 }
 
 func (d readCommittedDB) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	return d.query(ctx, query, args...)
+}
+
+func (d readCommittedDB) query(ctx context.Context, query string, args ...any) (*txRows, error) {
 	tx, err := d.pool.BeginTx(ctx, readCommitted)
 	if err != nil {
 		return nil, err
@@ -45,11 +49,11 @@ func (d readCommittedDB) Query(ctx context.Context, query string, args ...any) (
 }
 
 func (d readCommittedDB) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
-	rows, err := d.Query(ctx, query, args...)
+	rows, err := d.query(ctx, query, args...)
 	if err != nil {
 		return errRow{err}
 	}
-	return txRow{rows.(*txRows)}
+	return txRow{rows}
 }
 
 // txRows ends its transaction when the rows are exhausted or closed: it

@@ -81,11 +81,11 @@ func scanJSONB(doc []byte) (reason string, replaced bool) {
 					break
 				}
 				if doc[i] != '\\' {
-					if r, size := utf8.DecodeRune(doc[i:]); r == utf8.RuneError && size == 1 {
+					r, size := utf8.DecodeRune(doc[i:])
+					if r == utf8.RuneError && size == 1 {
 						return "is not valid UTF-8", replaced
-					} else {
-						i += size
 					}
+					i += size
 					continue
 				}
 				if i+1 < len(doc) && doc[i+1] != 'u' {
@@ -228,7 +228,8 @@ func walkUTF8(v reflect.Value, path string, seen map[uintptr]bool, depth int) st
 		if v.Kind() == reflect.Pointer && v.IsNil() {
 			return ""
 		}
-		if text, err := v.Interface().(encoding.TextMarshaler).MarshalText(); err == nil && !utf8.Valid(text) {
+		marshaler, _ := v.Interface().(encoding.TextMarshaler) // t implements it
+		if text, err := marshaler.MarshalText(); err == nil && !utf8.Valid(text) {
 			return at()
 		}
 		return ""

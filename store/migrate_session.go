@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,7 @@ type migrationSession struct {
 	driver    database.Driver
 }
 
-func (s *EventStore) newMigrationSession(ctx context.Context, database string, lockID int64) *migrationSession {
+func (s *EventStore) newMigrationSession(ctx context.Context, databaseName string, lockID int64) *migrationSession {
 	connector := &migrationConnector{
 		inner: stdlib.GetPoolConnector(s.pool),
 		ctx:   ctx,
@@ -63,7 +64,7 @@ func (s *EventStore) newMigrationSession(ctx context.Context, database string, l
 	// Migrate never holds more than one pool connection.
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	return &migrationSession{store: s, database: database, lockID: lockID, connector: connector, db: db}
+	return &migrationSession{store: s, database: databaseName, lockID: lockID, connector: connector, db: db}
 }
 
 // run opens golang-migrate on the session's connection and runs op. It
@@ -130,13 +131,20 @@ func (m *migrationSession) open() error {
 // close releases the session's connection to the pool, restored, or
 // closes it.
 func (m *migrationSession) close() {
+	var err error
 	switch {
 	case m.migrator != nil:
-		m.migrator.Close()
+		sourceErr, driverErr := m.migrator.Close()
+		err = errors.Join(sourceErr, driverErr)
 	case m.driver != nil:
-		m.driver.Close()
+		err = m.driver.Close()
 	default:
-		m.db.Close()
+		err = m.db.Close()
+	}
+	if err != nil {
+		// The migration's outcome is already known; a connection that did
+		// not close cleanly was discarded rather than returned to the pool.
+		m.store.logger.Debug("store: closing the migration session", "schema", m.store.schema, "error", err)
 	}
 }
 
@@ -144,8 +152,8 @@ func (m *migrationSession) close() {
 // ctx stopped a migration. It waits for the migration lock, which the
 // stopped connection holds until its backend has exited, within ctx: a
 // migration that takes the lock first resolves the version itself.
-func (s *EventStore) resolveDirtyAfterStop(ctx context.Context, database string, lockID int64) (err error) {
-	m := s.newMigrationSession(ctx, database, lockID)
+func (s *EventStore) resolveDirtyAfterStop(ctx context.Context, databaseName string, lockID int64) (err error) {
+	m := s.newMigrationSession(ctx, databaseName, lockID)
 	defer m.close()
 	stopWatch := m.connector.watch(ctx)
 	defer stopWatch()
@@ -203,7 +211,10 @@ func (c *migrationConnector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	inner := dc.(*stdlib.Conn)
+	inner, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("store: migration connector: %T is not a pgx stdlib connection", dc)
+	}
 	conn := &migrationConn{Conn: inner, store: c.store}
 	pc := inner.Conn()
 	conn.searchPath, err = c.store.queries.MigrationSearchPath(c.ctx, c.store.uncheckedDB(pc))
@@ -212,8 +223,7 @@ func (c *migrationConnector) Connect(context.Context) (driver.Conn, error) {
 	}
 	if err != nil {
 		conn.discard.Store(true)
-		conn.Close()
-		return nil, err
+		return nil, errors.Join(err, conn.Close())
 	}
 	c.mu.Lock()
 	c.current = conn

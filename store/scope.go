@@ -85,7 +85,7 @@ func (s *EventStore) InScope(ctx context.Context, fn func(*Scope) error) error {
 	}
 	// A no-op after Commit; otherwise its own failure matters less than the
 	// error or panic that got us here.
-	defer scope.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer scope.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; the error or panic that got here matters more
 	if err := fn(scope); err != nil {
 		return err
 	}

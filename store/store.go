@@ -231,7 +231,7 @@ func (r *sqlRenderer) quotedSchema() string { return r.quoted }
 
 func (r *sqlRenderer) render(query string) string {
 	if rendered, ok := r.rendered.Load(query); ok {
-		return rendered.(string)
+		return rendered.(string) //nolint:errcheck // only strings are stored
 	}
 	rendered := r.replacer.Replace(query)
 	r.rendered.Store(query, rendered)

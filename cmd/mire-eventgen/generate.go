@@ -85,8 +85,8 @@ type problem struct {
 	msg string
 }
 
-func (s *scan) errorf(pos token.Pos, format string, args ...any) {
-	s.problems = append(s.problems, problem{pos, fmt.Sprintf(format, args...)})
+func (s *scan) errorf(pos token.Pos, msgFormat string, args ...any) {
+	s.problems = append(s.problems, problem{pos, fmt.Sprintf(msgFormat, args...)})
 }
 
 // err returns the problems as one error, one "file:line:col: message" per
@@ -174,7 +174,7 @@ func validateConfig(cfg config) error {
 		strings.HasSuffix(cfg.output, "_test.go") || strings.HasPrefix(cfg.output, "_") || strings.HasPrefix(cfg.output, "."):
 		// The go command ignores files starting with _ or ., and a
 		// _test.go file would hide the events from non-test code.
-		return fmt.Errorf("invalid -output %q: want the name of a .go file in the package directory, not a _test.go file and not starting with _ or .", cfg.output)
+		return fmt.Errorf("invalid -output %q: want the name of a .go file in the package directory, not a _test.go file, not starting with _ or a dot", cfg.output)
 	}
 	return nil
 }

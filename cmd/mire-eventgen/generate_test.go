@@ -317,7 +317,7 @@ func TestErrors(t *testing.T) {
 		tests = append(tests, errorCase{
 			name: "bad output " + output,
 			cfg:  config{prefix: "account", output: output},
-			want: []string{`invalid -output "` + output + `": want the name of a .go file in the package directory, not a _test.go file and not starting with _ or .`},
+			want: []string{`invalid -output "` + output + `": want the name of a .go file in the package directory, not a _test.go file, not starting with _ or a dot`},
 		})
 	}
 

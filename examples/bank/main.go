@@ -151,7 +151,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	_, err = store.Save(ctx, es, clerk2)
 	var conflict *core.VersionConflictError
 	if !errors.As(err, &conflict) {
-		return fmt.Errorf("expected a concurrency conflict, got %v", err)
+		return fmt.Errorf("expected a concurrency conflict, got %w", err)
 	}
 	fmt.Fprintf(out, "clerk 2 lost the race: expected version %s, stream is at %d\n", conflict.Expected, conflict.Actual)
 

@@ -186,7 +186,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	err = NewIngester(es).Ingest(ctx, items[:chunkSize])
 	var conflict *core.VersionConflictError
 	if !errors.As(err, &conflict) {
-		return fmt.Errorf("re-importing a chunk: want a version conflict, got %v", err)
+		return fmt.Errorf("re-importing a chunk: want a version conflict, got %w", err)
 	}
 	fmt.Fprintf(out, "re-importing the first chunk is refused: %s expected %s, found version %d\n",
 		display(conflict.StreamID, prefix), conflict.Expected, conflict.Actual)

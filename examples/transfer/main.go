@@ -217,7 +217,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 
 	err = Transfer(ctx, es, bob, ada, 500)
 	if !errors.Is(err, ErrInsufficientFunds) {
-		return fmt.Errorf("want insufficient funds, got %v", err)
+		return fmt.Errorf("want insufficient funds, got %w", err)
 	}
 	fmt.Fprintf(out, "Bob tries to send Ada 500: %v\n", err)
 	if err := show("nothing was written to either stream:"); err != nil {
@@ -227,7 +227,7 @@ func Run(ctx context.Context, out io.Writer, pool *pgxpool.Pool, schema string) 
 	crash := errors.New("simulated failure after saving the sender")
 	err = transfer(ctx, es, ada, bob, 10, func() error { return crash })
 	if !errors.Is(err, crash) {
-		return fmt.Errorf("want the simulated failure, got %v", err)
+		return fmt.Errorf("want the simulated failure, got %w", err)
 	}
 	fmt.Fprintf(out, "Ada sends Bob 10, but: %v\n", err)
 	if err := show("the sender's saved half rolled back with the scope:"); err != nil {
