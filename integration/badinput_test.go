@@ -103,7 +103,7 @@ func assertStreamVersion(t *testing.T, es *store.EventStore, streamID string, wa
 
 // assertInvalidInput fails t unless err is an *core.InvalidInputError for
 // field with a reason, matching core.ErrInvalidInput.
-func assertInvalidInput(t *testing.T, err error, field string) *core.InvalidInputError {
+func assertInvalidInput(t *testing.T, err error, field string) core.InvalidInputError {
 	t.Helper()
 	var invalid *core.InvalidInputError
 	if !errors.As(err, &invalid) {
@@ -118,7 +118,7 @@ func assertInvalidInput(t *testing.T, err error, field string) *core.InvalidInpu
 	if invalid.Reason == "" {
 		t.Errorf("InvalidInputError.Reason is empty (err: %v)", err)
 	}
-	return invalid
+	return *invalid
 }
 
 // assertConflict fails t unless err is exactly the version conflict want.
@@ -428,7 +428,7 @@ func TestMaxEventBytes(t *testing.T) {
 		if err := json.Unmarshal(e.Data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := accepted[i].Data.(typedEvent).Text; got.Text != want {
+		if want := accepted[i].Data.(typedEvent).Text; got.Text != want { //nolint:errcheck // accepted holds typedEvents only
 			t.Errorf("event %d: text of %d bytes, want %d", i, len(got.Text), len(want))
 		}
 	}

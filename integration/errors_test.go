@@ -16,7 +16,7 @@ import (
 
 // assertDbKind fails t unless err is a *core.DatabaseError of kind want,
 // matching core.ErrDatabase.
-func assertDbKind(t *testing.T, err error, want core.DBErrorKind) *core.DatabaseError {
+func assertDbKind(t *testing.T, err error, want core.DBErrorKind) core.DatabaseError {
 	t.Helper()
 	var dbErr *core.DatabaseError
 	if !errors.As(err, &dbErr) {
@@ -31,7 +31,7 @@ func assertDbKind(t *testing.T, err error, want core.DBErrorKind) *core.Database
 	if dbErr.Op == "" {
 		t.Errorf("DatabaseError.Op is empty: %v", err)
 	}
-	return dbErr
+	return *dbErr
 }
 
 // waitForLockWaiters blocks until n backends are waiting for a lock while
@@ -356,12 +356,12 @@ func TestContextEndsWhileAppendWaits(t *testing.T) {
 			t.Parallel()
 			es := pgenv.NewStore(t, pgenv.NewPool(t, 4), nil)
 			ctx, cancel := context.WithCancel(context.Background())
-			if c.cause == context.DeadlineExceeded {
+			if errors.Is(c.cause, context.DeadlineExceeded) {
 				ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
 			}
 			defer cancel()
 			holder, done := startBlockedAppend(ctx, t, es, core.NewEvent(Deposited{Amount: 2}))
-			if c.cause == context.Canceled {
+			if errors.Is(c.cause, context.Canceled) {
 				cancel()
 			}
 			var err error

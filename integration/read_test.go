@@ -730,8 +730,9 @@ func (t *Till) Apply(event core.EventData) {
 	if t.Totals == nil {
 		t.Totals = map[string]int64{}
 	}
-	e := event.(TillEntry)
-	t.Totals[e.Currency] += e.Amount
+	if e, ok := event.(TillEntry); ok {
+		t.Totals[e.Currency] += e.Amount
+	}
 }
 
 func defaultCurrency(data json.RawMessage) (string, json.RawMessage, error) {

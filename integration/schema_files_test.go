@@ -33,7 +33,9 @@ func schemaMigrations() ([]string, error) {
 			return nil, fmt.Errorf("migration file %q does not match NNNNNN_name.(up|down).sql", e.Name())
 		}
 		var n int
-		fmt.Sscan(m[1], &n)
+		if _, err := fmt.Sscan(m[1], &n); err != nil {
+			return nil, err
+		}
 		p := byNumber[n]
 		if p == nil {
 			p = &pair{name: m[2]}
@@ -88,7 +90,7 @@ func TestMigrationsAreImmutable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sums.Close()
+	defer sums.Close() //nolint:errcheck // read only
 	pinned := map[string]string{}
 	scanner := bufio.NewScanner(sums)
 	for scanner.Scan() {

@@ -42,7 +42,7 @@ func TestScopeCommitsAtomically(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer scope.Rollback(ctx) //nolint:errcheck
+	defer scope.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	from, err := store.LoadForUpdate[Account](ctx, scope, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestScopeLoadForUpdateLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Rollback(ctx) //nolint:errcheck
+	defer holder.Rollback(ctx) //nolint:errcheck // releases the lock if the test fails first
 	if _, err := store.LoadForUpdate[Account](ctx, holder, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestScopeContextCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer scope.Rollback(context.Background()) //nolint:errcheck
+	defer scope.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
 	if _, err := scope.Append(ctx, "account-a", core.Exact(2), core.NewEvent(Withdrawn{Amount: 5})); err != nil {
 		t.Fatal(err)
 	}

@@ -20,10 +20,15 @@ type Ledger struct {
 	Applied int   `json:"-"`
 }
 
-func (*Ledger) Category() string             { return "ledger" }
-func (*Ledger) SnapshotSchemaVersion() int   { return 1 }
-func (*Ledger) SnapshotFrequency() int       { return 10 }
-func (l *Ledger) Apply(event core.EventData) { l.Applied++; l.Balance += event.(Deposited).Amount }
+func (*Ledger) Category() string           { return "ledger" }
+func (*Ledger) SnapshotSchemaVersion() int { return 1 }
+func (*Ledger) SnapshotFrequency() int     { return 10 }
+func (l *Ledger) Apply(event core.EventData) {
+	l.Applied++
+	if d, ok := event.(Deposited); ok {
+		l.Balance += d.Amount
+	}
+}
 
 // LedgerV2 is Ledger after a change to its serialized shape.
 type LedgerV2 struct{ Ledger }

@@ -111,7 +111,7 @@ func TestUpdateReturnsCommandError(t *testing.T) {
 		root.Record(Withdrawn{Amount: 50}) // recorded, but the command fails
 		return refused
 	}, nil)
-	if err != refused || committed != nil {
+	if err != refused || committed != nil { //nolint:errorlint // the very error the command returned, not one wrapping it
 		t.Errorf("Update() = %v, %v; want nil, the command's error itself", committed, err)
 	}
 	if calls != 1 {

@@ -87,7 +87,7 @@ func locate(ctx context.Context, startDocker bool) (*Env, error) {
 	if dockerErr == nil {
 		return env, nil
 	}
-	return nil, fmt.Errorf("%w (localhost:5432: %s; docker: %v)\n%s", ErrNoDatabase, explainConnectError(localErr), dockerErr, Help)
+	return nil, fmt.Errorf("%w (localhost:5432: %s; docker: %w)\n%s", ErrNoDatabase, explainConnectError(localErr), dockerErr, Help)
 }
 
 func dockerAvailable() error {
@@ -131,7 +131,7 @@ func ping(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // a probe; Ping's error is the answer
 	return conn.Ping(ctx)
 }
 

@@ -30,7 +30,9 @@ func TestExplainConnectError(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedPort := listener.Addr().String()
-	listener.Close()
+	if err := listener.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name, url, want string

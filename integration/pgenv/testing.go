@@ -15,7 +15,7 @@ import (
 	"github.com/mire-go/mire/store"
 )
 
-// SkipEnvVar, set to 1, lets tests run without a database: the database
+// SkipEnvVar names the variable that, set to 1, lets tests run without a database: the database
 // tests are skipped instead of failing. Without it a missing database fails
 // the run, so a green run always means the store was tested.
 const SkipEnvVar = "MIRE_SKIP_DB"
@@ -125,7 +125,7 @@ func NewSchemaName(tb testing.TB) string {
 			tb.Errorf("pgenv: dropping schema %s: %v", name, err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer conn.Close(ctx) //nolint:errcheck // cleanup; the DROP's error is reported
 		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
 			tb.Errorf("pgenv: dropping schema %s: %v", name, err)
 		}
