@@ -606,9 +606,9 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 	}
 	assertSearchPath("after MigrationVersion")
 
-	// Migration 4 half undone: a dirty version mire will not resolve.
-	adminExec(t, "DROP TABLE "+quoteIdent(es.Schema())+".runtime_roles")
-	markDirty(t, es.Schema(), 4)
+	// Migration 5 half undone: a dirty version mire will not resolve.
+	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".read_log_forward(bigint, text[], integer)")
+	markDirty(t, es.Schema(), 5)
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)
 	}

@@ -319,31 +319,32 @@ var readStatements = map[readKey]readStatement{
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadCategoryForwardRow) positionedRow {
-			return positionedRow{&r.Event, r.GlobalPosition}
-		})
+		return positionedRows(rows, err, sequenced)
 	},
 	{readCategory, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryBackward(ctx, db, &dbsqlc.EventReadCategoryBackwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadCategoryBackwardRow) positionedRow {
-			return positionedRow{&r.Event, r.GlobalPosition}
-		})
+		return positionedRows(rows, err, sequenced)
 	},
 	{readAll, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadAllForward(ctx, db, &dbsqlc.EventReadAllForwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadAllForwardRow) positionedRow {
-			return positionedRow{&r.Event, r.GlobalPosition}
-		})
+		return positionedRows(rows, err, sequenced)
 	},
 	{readAll, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadAllBackward(ctx, db, &dbsqlc.EventReadAllBackwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadAllBackwardRow) positionedRow {
-			return positionedRow{&r.Event, r.GlobalPosition}
-		})
+		return positionedRows(rows, err, sequenced)
 	},
+}
+
+// sequenced is a row of a whole-log or category page.
+func sequenced(r *dbsqlc.PositionedEvent) positionedRow {
+	return positionedRow{event: &dbsqlc.Event{
+		Seq: r.Seq, StreamID: r.StreamID, StreamVersion: r.StreamVersion, Category: r.Category,
+		EventID: r.EventID, EventType: r.EventType, Data: r.Data, Headers: r.Headers,
+		CorrelationID: r.CorrelationID, CausationID: r.CausationID, RecordedAt: r.RecordedAt, Xid: r.Xid,
+	}, position: r.GlobalPosition}
 }
 
 func positionedRows[R any](rows []*R, err error, positioned func(*R) positionedRow) ([]positionedRow, error) {

@@ -65,6 +65,13 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogRelation, "sequencer_state", false},
 		{catalogFunction, "restore_sequencer()", false},
 	},
+	5: {
+		{catalogRelation, "positioned_events", true},
+		{catalogFunction, "read_log_forward(bigint, text[], integer)", true},
+		{catalogFunction, "read_log_backward(bigint, text[], integer)", true},
+		{catalogFunction, "read_category_forward(text, bigint, text[], integer)", true},
+		{catalogFunction, "read_category_backward(text, bigint, text[], integer)", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 )
@@ -54,11 +55,15 @@ func (s *EventStore) read(ctx context.Context, exec executor, q core.StreamQuery
 				return
 			}
 		}
-		page := newPager(s, q)
+		pages := s.pages(ctx, exec, q)
+		defer pages.stop()
 		for {
-			events, err := page.next(ctx, exec)
+			events, err := pages.next()
 			if err != nil {
 				yield(nil, s.interpretError("read", err))
+				return
+			}
+			if events == nil {
 				return
 			}
 			for _, stored := range events {
@@ -71,10 +76,78 @@ func (s *EventStore) read(ctx context.Context, exec executor, q core.StreamQuery
 					return
 				}
 			}
-			if page.exhausted {
+		}
+	}
+}
+
+// pageSource hands out a read's pages in order, then nil.
+type pageSource struct {
+	next func() ([]*core.RecordedEvent, error)
+	stop func()
+}
+
+// pages returns the pages of q. On the pool, the next page is fetched (on
+// another connection) while the caller works through the current one: a
+// page costs a round trip and the server's work, which would otherwise
+// wait for the caller, and the caller for them. In a caller's transaction
+// pages are fetched in turn: the transaction's connection serves one
+// statement at a time, and the caller may use it between pages. At most two
+// pages are held, so memory stays constant.
+func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuery) pageSource {
+	page := newPager(s, q)
+	done := false
+	fetch := func(ctx context.Context) ([]*core.RecordedEvent, error) {
+		if done {
+			return nil, nil
+		}
+		events, err := page.next(ctx, exec)
+		done = err != nil || page.exhausted
+		if err == nil && events == nil {
+			events = []*core.RecordedEvent{} // an empty last page is not the end marker
+		}
+		return events, err
+	}
+	if _, onPool := exec.(*pgxpool.Pool); !onPool {
+		return pageSource{next: func() ([]*core.RecordedEvent, error) { return fetch(ctx) }, stop: func() {}}
+	}
+
+	type fetched struct {
+		events []*core.RecordedEvent
+		err    error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ahead := make(chan fetched, 1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer close(ahead)
+		for {
+			events, err := fetch(ctx)
+			if events == nil && err == nil {
+				return
+			}
+			select {
+			case ahead <- fetched{events, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
 				return
 			}
 		}
+	}()
+	return pageSource{
+		next: func() ([]*core.RecordedEvent, error) {
+			f, ok := <-ahead
+			if !ok {
+				return nil, nil
+			}
+			return f.events, f.err
+		},
+		stop: func() {
+			cancel()
+			<-stopped
+		},
 	}
 }
 

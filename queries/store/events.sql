@@ -275,43 +275,20 @@ WHERE events.stream_id = @stream_id::text
 ORDER BY events.stream_version DESC
 LIMIT @max_events::integer;
 
+-- Whole-log and category pages come from functions whose settings pin the
+-- index-driven plan (see schema/migrations/000005_read_plans.up.sql).
+
 -- name: EventReadAllForward :many
-SELECT log.global_position, sqlc.embed(events)
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.global_position >= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY log.global_position
-LIMIT @max_events::integer;
+SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer);
 
 -- name: EventReadAllBackward :many
-SELECT log.global_position, sqlc.embed(events)
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.global_position <= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY log.global_position DESC
-LIMIT @max_events::integer;
+SELECT * FROM /* TEMPLATE: schema */read_log_backward(@from_position::bigint, @event_types::text[], @max_events::integer);
 
 -- name: EventReadCategoryForward :many
-SELECT log.global_position, sqlc.embed(events)
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.category = @category::text
-  AND log.global_position >= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY log.global_position
-LIMIT @max_events::integer;
+SELECT * FROM /* TEMPLATE: schema */read_category_forward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer);
 
 -- name: EventReadCategoryBackward :many
-SELECT log.global_position, sqlc.embed(events)
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.category = @category::text
-  AND log.global_position <= @from_position::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY log.global_position DESC
-LIMIT @max_events::integer;
+SELECT * FROM /* TEMPLATE: schema */read_category_backward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer);
 
 -- name: EventSequence :one
 -- Assigns global positions to the events committed since the last run; see

@@ -633,13 +633,7 @@ func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadSt
 }
 
 const eventReadAllBackward = `-- name: EventReadAllBackward :many
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.global_position <= $1::bigint
-  AND (coalesce(cardinality($2::text[]), 0) = 0 OR events.event_type = ANY($2::text[]))
-ORDER BY log.global_position DESC
-LIMIT $3::integer
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_backward($1::bigint, $2::text[], $3::integer)
 `
 
 type EventReadAllBackwardParams struct {
@@ -648,34 +642,29 @@ type EventReadAllBackwardParams struct {
 	MaxEvents    int32
 }
 
-type EventReadAllBackwardRow struct {
-	GlobalPosition int64
-	Event          Event
-}
-
-func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventReadAllBackwardParams) ([]*EventReadAllBackwardRow, error) {
+func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventReadAllBackwardParams) ([]*PositionedEvent, error) {
 	rows, err := db.Query(ctx, eventReadAllBackward, arg.FromPosition, arg.EventTypes, arg.MaxEvents)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*EventReadAllBackwardRow
+	var items []*PositionedEvent
 	for rows.Next() {
-		var i EventReadAllBackwardRow
+		var i PositionedEvent
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.Seq,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.Category,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+			&i.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -688,13 +677,8 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 }
 
 const eventReadAllForward = `-- name: EventReadAllForward :many
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.global_position >= $1::bigint
-  AND (coalesce(cardinality($2::text[]), 0) = 0 OR events.event_type = ANY($2::text[]))
-ORDER BY log.global_position
-LIMIT $3::integer
+
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_forward($1::bigint, $2::text[], $3::integer)
 `
 
 type EventReadAllForwardParams struct {
@@ -703,34 +687,31 @@ type EventReadAllForwardParams struct {
 	MaxEvents    int32
 }
 
-type EventReadAllForwardRow struct {
-	GlobalPosition int64
-	Event          Event
-}
-
-func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventReadAllForwardParams) ([]*EventReadAllForwardRow, error) {
+// Whole-log and category pages come from functions whose settings pin the
+// index-driven plan (see schema/migrations/000005_read_plans.up.sql).
+func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventReadAllForwardParams) ([]*PositionedEvent, error) {
 	rows, err := db.Query(ctx, eventReadAllForward, arg.FromPosition, arg.EventTypes, arg.MaxEvents)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*EventReadAllForwardRow
+	var items []*PositionedEvent
 	for rows.Next() {
-		var i EventReadAllForwardRow
+		var i PositionedEvent
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.Seq,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.Category,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+			&i.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -743,14 +724,7 @@ func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventRe
 }
 
 const eventReadCategoryBackward = `-- name: EventReadCategoryBackward :many
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.category = $1::text
-  AND log.global_position <= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
-ORDER BY log.global_position DESC
-LIMIT $4::integer
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_backward($1::text, $2::bigint, $3::text[], $4::integer)
 `
 
 type EventReadCategoryBackwardParams struct {
@@ -760,12 +734,7 @@ type EventReadCategoryBackwardParams struct {
 	MaxEvents    int32
 }
 
-type EventReadCategoryBackwardRow struct {
-	GlobalPosition int64
-	Event          Event
-}
-
-func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *EventReadCategoryBackwardParams) ([]*EventReadCategoryBackwardRow, error) {
+func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *EventReadCategoryBackwardParams) ([]*PositionedEvent, error) {
 	rows, err := db.Query(ctx, eventReadCategoryBackward,
 		arg.Category,
 		arg.FromPosition,
@@ -776,23 +745,23 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*EventReadCategoryBackwardRow
+	var items []*PositionedEvent
 	for rows.Next() {
-		var i EventReadCategoryBackwardRow
+		var i PositionedEvent
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.Seq,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.Category,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+			&i.Xid,
 		); err != nil {
 			return nil, err
 		}
@@ -805,14 +774,7 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 }
 
 const eventReadCategoryForward = `-- name: EventReadCategoryForward :many
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
-FROM /* TEMPLATE: schema */event_log AS log
-JOIN /* TEMPLATE: schema */events ON events.xid = log.xid AND events.seq = log.seq
-WHERE log.category = $1::text
-  AND log.global_position >= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
-ORDER BY log.global_position
-LIMIT $4::integer
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_forward($1::text, $2::bigint, $3::text[], $4::integer)
 `
 
 type EventReadCategoryForwardParams struct {
@@ -822,12 +784,7 @@ type EventReadCategoryForwardParams struct {
 	MaxEvents    int32
 }
 
-type EventReadCategoryForwardRow struct {
-	GlobalPosition int64
-	Event          Event
-}
-
-func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *EventReadCategoryForwardParams) ([]*EventReadCategoryForwardRow, error) {
+func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *EventReadCategoryForwardParams) ([]*PositionedEvent, error) {
 	rows, err := db.Query(ctx, eventReadCategoryForward,
 		arg.Category,
 		arg.FromPosition,
@@ -838,23 +795,23 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*EventReadCategoryForwardRow
+	var items []*PositionedEvent
 	for rows.Next() {
-		var i EventReadCategoryForwardRow
+		var i PositionedEvent
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.Seq,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.Category,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+			&i.Xid,
 		); err != nil {
 			return nil, err
 		}

@@ -30,6 +30,22 @@ type EventLog struct {
 	Category       *string
 }
 
+type PositionedEvent struct {
+	GlobalPosition int64
+	Seq            int64
+	StreamID       string
+	StreamVersion  int64
+	Category       *string
+	EventID        [16]byte
+	EventType      string
+	Data           []byte
+	Headers        []byte
+	CorrelationID  *[16]byte
+	CausationID    *[16]byte
+	RecordedAt     time.Time
+	Xid            uint64
+}
+
 type RuntimeRole struct {
 	RoleName  string
 	GrantedAt time.Time

@@ -1,0 +1,84 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/integration/pgenv"
+	"github.com/mire-go/mire/store"
+)
+
+// A page of the whole log or of a category costs what the page holds,
+// whatever the log's size and with no statistics (autovacuum is off here,
+// and nothing in this test analyzes). Planned as plain statements, a
+// category page was a bitmap scan of every later entry of the category and
+// a sort (a read of the category was quadratic in the log's size), and a
+// whole-log page could hash-join the log.
+func TestReadPagesCostWhatTheyHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	conn, err := pgx.Connect(ctx, pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx) //nolint:errcheck // a test connection
+	schema := pgx.Identifier{es.Schema()}.Sanitize()
+	batch := make([]core.Event, 100)
+	for i := range batch {
+		batch[i] = core.NewEvent(Deposited{Amount: 1})
+	}
+	appended := 0
+	grow := func(to int) {
+		for ; appended < to; appended += len(batch) {
+			category := []string{"account", "other"}[appended/len(batch)%2]
+			if _, err := es.Append(ctx, fmt.Sprintf("%s-%d", category, appended), core.NoStream, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := es.Sequence(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const pageSize = 50
+	pages := map[string]string{
+		"category, forward":   "read_category_forward('account', 1, NULL, %d)",
+		"category, backward":  "read_category_backward('account', 9223372036854775807, NULL, %d)",
+		"whole log, forward":  "read_log_forward(1, NULL, %d)",
+		"whole log, backward": "read_log_backward(9223372036854775807, NULL, %d)",
+		"category, filtered":  "read_category_forward('account', 1, ARRAY['account.deposited'], %d)",
+	}
+	measure := func() map[string]int {
+		costs := map[string]int{}
+		for name, call := range pages {
+			costs[name] = explainBuffers(t, conn, "SELECT * FROM "+schema+"."+fmt.Sprintf(call, pageSize))
+		}
+		return costs
+	}
+	grow(2_000)
+	small := measure()
+	grow(20_000)
+	large := measure()
+	for name := range pages {
+		t.Logf("%s: a page of %d touched %d buffers in a log of 2,000 events, %d in one of 20,000", name, pageSize, small[name], large[name])
+		if large[name] > small[name]+pageSize {
+			t.Errorf("%s: a page of %d touched %d buffers in a log of 20,000 events, against %d in one of 2,000",
+				name, pageSize, large[name], small[name])
+		}
+	}
+
+	// As the runtime reads them, too: every page, in order.
+	events, err := es.ReadEvents(ctx, core.ReadCategory("account"))
+	if err != nil || len(events) != appended/2 {
+		t.Fatalf("category read: %d events, %v; want %d", len(events), err, appended/2)
+	}
+	for i, e := range events[1:] {
+		if e.GlobalPosition <= events[i].GlobalPosition {
+			t.Fatalf("category read out of order at %d: %d after %d", i+1, e.GlobalPosition, events[i].GlobalPosition)
+		}
+	}
+}
