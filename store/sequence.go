@@ -96,7 +96,7 @@ type SequencerConfig struct {
 // at once, Stop waits for the background goroutine and is idempotent, and a
 // stopped Sequencer starts again.
 type Sequencer struct {
-	lifecycle.Base
+	base lifecycle.Base // unexported: StartFunc is not for callers
 
 	store      *EventStore
 	interval   time.Duration
@@ -139,9 +139,21 @@ func NewSequencer(s *EventStore, config *SequencerConfig) (*Sequencer, error) {
 // Stop is called or ctx ends. Starting a running Sequencer does nothing. The
 // error is for the [lifecycle.Service] interface; it is always nil today.
 func (q *Sequencer) Start(ctx context.Context) error {
-	q.StartFunc(ctx, q.run)
+	q.base.StartFunc(ctx, q.run)
 	return nil
 }
+
+// Stop stops the Sequencer, cancelling a run in progress, and waits until
+// its goroutine has returned, or until ctx ends. It is idempotent, and safe
+// to call concurrently and before Start.
+func (q *Sequencer) Stop(ctx context.Context) error { return q.base.Stop(ctx) }
+
+// Started returns a channel closed once the Sequencer has started.
+func (q *Sequencer) Started() <-chan struct{} { return q.base.Started() }
+
+// Stopped returns a channel closed once the Sequencer is not running. Take
+// it after Start: each start has a new one.
+func (q *Sequencer) Stopped() <-chan struct{} { return q.base.Stopped() }
 
 func (q *Sequencer) run(ctx context.Context) {
 	logger := q.store.logger

@@ -6,7 +6,9 @@
 // failures.
 //
 // A component embeds a [Base] and hands its run function to
-// [Base.StartFunc]; Stop, Started and Stopped come with the Base. The run
+// [Base.StartFunc]; Stop, Started and Stopped come with the Base. (A
+// component whose API should not offer StartFunc keeps the Base in an
+// unexported field and forwards the three instead.) The run
 // function owns everything it starts: it returns only once the goroutines
 // it started have returned. Cleanup that must finish even though the run
 // was cancelled (releasing a lease, flushing a checkpoint) runs under
