@@ -157,6 +157,7 @@ func TestStopWaitsForTheRun(t *testing.T) {
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	secondStarted := b.Started()
 	time.Sleep(20 * time.Millisecond) // time in which an overlapping run would begin
 	if isClosed(b.Started()) || b.runs.Load() != 1 {
 		t.Fatal("a new run began before the previous one returned")
@@ -178,6 +179,9 @@ func TestStopWaitsForTheRun(t *testing.T) {
 	}
 	if got := b.runs.Load(); got != 1 {
 		t.Fatalf("%d runs, want 1: the second was stopped before it began", got)
+	}
+	if !isClosed(secondStarted) {
+		t.Fatal("Started of a run stopped before it began is open: its waiters would wait forever")
 	}
 }
 
