@@ -48,9 +48,9 @@ type Service interface {
 	Stopped() <-chan struct{}
 }
 
-// run is one start of a component, from StartFunc until its goroutine
+// runState is one start of a component, from StartFunc until its goroutine
 // returns.
-type run struct {
+type runState struct {
 	cancel  context.CancelCauseFunc
 	started chan struct{}
 	stopped chan struct{}
@@ -67,8 +67,8 @@ var closedChan = func() chan struct{} {
 // value is ready; it must not be copied after first use.
 type Base struct {
 	mu          sync.Mutex
-	current     *run          // the running run; nil when none is, or Stop was called
-	last        *run          // the latest run, running or not
+	current     *runState     // the running run; nil when none is, or Stop was called
+	last        *runState     // the latest run, running or not
 	nextStarted chan struct{} // handed out by Started before a run existed
 }
 
@@ -82,13 +82,13 @@ type Base struct {
 // A run never overlaps the previous one: when Stop gave up waiting for the
 // previous run (its ctx ended), the new goroutine waits for it to return
 // before calling run.
-func (b *Base) StartFunc(ctx context.Context, runFunc func(ctx context.Context)) bool {
+func (b *Base) StartFunc(ctx context.Context, run func(ctx context.Context)) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.current != nil {
 		return false
 	}
-	r := &run{started: b.nextStarted, stopped: make(chan struct{})}
+	r := &runState{started: b.nextStarted, stopped: make(chan struct{})}
 	if r.started == nil {
 		r.started = make(chan struct{})
 	}
@@ -122,7 +122,7 @@ func (b *Base) StartFunc(ctx context.Context, runFunc func(ctx context.Context))
 			return
 		}
 		close(r.started)
-		runFunc(ctx)
+		run(ctx)
 	}()
 	return true
 }
