@@ -193,10 +193,15 @@ var sequencerInterval = store.SequencerIntervalDefault
 
 // startSequencer starts a background sequencer as production runs one,
 // every 20ms, and returns its stop function.
-func (h *harness) startSequencer(ctx context.Context) (stop func()) {
-	seq := store.NewSequencer(h.sequencing, &store.SequencerConfig{Interval: sequencerInterval})
-	seq.Start(ctx)
-	return func() { _ = seq.Stop(context.WithoutCancel(ctx)) }
+func (h *harness) startSequencer(ctx context.Context) (stop func(), err error) {
+	seq, err := store.NewSequencer(h.sequencing, &store.SequencerConfig{Interval: sequencerInterval})
+	if err != nil {
+		return nil, err
+	}
+	if err := seq.Start(ctx); err != nil {
+		return nil, err
+	}
+	return func() { _ = seq.Stop(context.WithoutCancel(ctx)) }, nil
 }
 
 // waitSequenced waits until every event appended to mire so far has a

@@ -88,7 +88,10 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 	_, isMire := sys.(*mireSystem)
 	sequenced := isMire && !sc.reads()
 	if sequenced {
-		stop := h.startSequencer(ctx)
+		stop, err := h.startSequencer(ctx)
+		if err != nil {
+			return sample{}, err
+		}
 		defer stop()
 	}
 	wal, err := h.walPosition(ctx)

@@ -88,7 +88,7 @@ func TestDbKind(t *testing.T) {
 	}
 }
 
-func TestDbErrorKindNamesAndTransience(t *testing.T) {
+func TestDBErrorKindNamesAndTransience(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		kind      core.DBErrorKind

@@ -91,8 +91,13 @@ func TestRuntimeRoleRunsTheAPI(t *testing.T) {
 	if err := owner.GrantRuntime(ctx, role); err != nil {
 		t.Fatalf("GrantRuntime again (idempotent): %v", err)
 	}
-	sequencer := store.NewSequencer(es, nil)
-	sequencer.Start(ctx)
+	sequencer, err := store.NewSequencer(es, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sequencer.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	defer sequencer.Stop(ctx) //nolint:errcheck // stopped and checked below
 
 	// Grouped single-event appends from many goroutines.

@@ -87,8 +87,13 @@ func TestPoolDefaultIsolation(t *testing.T) {
 			ctx := context.Background()
 			pool := poolWithIsolation(t, isolation, 12)
 			es := pgenv.NewStore(t, pool, &store.Config{Registry: bankRegistry()})
-			sequencer := store.NewSequencer(es, &store.SequencerConfig{Interval: 1})
-			sequencer.Start(ctx)
+			sequencer, err := store.NewSequencer(es, &store.SequencerConfig{Interval: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sequencer.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
 			defer sequencer.Stop(ctx) //nolint:errcheck // stopped and checked below
 
 			const writers, appends, streams = 8, 25, 3

@@ -34,4 +34,13 @@
 // All objects live in one PostgreSQL schema, "mire" unless [Config].Schema
 // says otherwise; run [EventStore.Migrate] once per schema (it is idempotent
 // and safe to call from several processes at once).
+//
+// # Background work
+//
+// [Sequencer] follows mire's lifecycle for background components
+// (package github.com/mire-go/mire/core/lifecycle): Start returns at once,
+// Stop waits for its goroutine and is idempotent. An EventStore owns no
+// connections and needs no closing; [EventStore.Close] waits for the
+// goroutines that write grouped appends, for a shutdown that leaves nothing
+// running.
 package store

@@ -28,6 +28,9 @@ import (
 // statement that failed go back to their callers, who run them alone: that
 // path explains conflicts, resolves retries and waits for locks, none of
 // which a group may do on another caller's behalf.
+//
+// Drainers are started on demand and end when the queue is empty;
+// EventStore.Close stops grouping and waits for them.
 type appendGroups struct {
 	store     *EventStore
 	soloLimit int
@@ -36,6 +39,8 @@ type appendGroups struct {
 	solo     int              // appends running alone
 	draining int              // drainers running
 	queue    []*groupedAppend // appends waiting for a group
+	closed   bool             // close was called: no new groups
+	drained  chan struct{}    // closed when draining drops to 0; made by close
 }
 
 // groupedAppend is one caller's append waiting for, or in, a group.
@@ -57,7 +62,7 @@ func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
 func (g *appendGroups) runAlone() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.solo < g.soloLimit && g.draining == 0 {
+	if g.closed || g.solo < g.soloLimit && g.draining == 0 {
 		g.solo++
 		return true
 	}
@@ -76,6 +81,11 @@ func (g *appendGroups) doneAlone() {
 func (g *appendGroups) append(ctx context.Context, r *appendRequest) (appendResult, error) {
 	request := &groupedAppend{ctx: ctx, request: r, done: make(chan struct{})}
 	g.mu.Lock()
+	if g.closed {
+		// Closed since runAlone said no: no drainer may start now.
+		g.mu.Unlock()
+		return appendResult{}, nil
+	}
 	g.queue = append(g.queue, request)
 	if g.draining < maxDrainers {
 		g.draining++
@@ -88,6 +98,29 @@ func (g *appendGroups) append(ctx context.Context, r *appendRequest) (appendResu
 		return request.result, nil
 	case <-ctx.Done():
 		return appendResult{}, context.Cause(ctx)
+	}
+}
+
+// close stops forming groups: from now on every append runs alone. It waits
+// until the drainers have run what was queued and returned, or until ctx
+// ends.
+func (g *appendGroups) close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	if g.draining == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	if g.drained == nil {
+		g.drained = make(chan struct{})
+	}
+	drained := g.drained
+	g.mu.Unlock()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -117,6 +150,10 @@ func (g *appendGroups) runQueued() bool {
 		// Decided under the lock: an append queued after this sees the
 		// drainer gone and starts one.
 		g.draining--
+		if g.draining == 0 && g.drained != nil {
+			close(g.drained)
+			g.drained = nil
+		}
 		g.mu.Unlock()
 		return false
 	}

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
-	"errors"
-	"sync"
+	"fmt"
 	"time"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/core/lifecycle"
 )
 
 // Sequence assigns global positions to every event committed so far that
@@ -34,91 +37,162 @@ func (s *EventStore) StreamVersion(ctx context.Context, streamID string) (int64,
 	return version, s.interpretError("stream version", err)
 }
 
-// SequencerIntervalDefault is how often a [Sequencer] sequences by default.
-const SequencerIntervalDefault = 20 * time.Millisecond
+const (
+	// SequencerIntervalDefault is how often a [Sequencer] sequences by
+	// default.
+	SequencerIntervalDefault = 20 * time.Millisecond
+
+	// SequencerRunTimeoutDefault bounds one sequencing run by default. A
+	// sweep takes milliseconds; one that takes seconds waits for a lock or
+	// a dead connection, and is better abandoned and retried.
+	SequencerRunTimeoutDefault = 5 * time.Second
+
+	// SequencerMaxBackoffDefault is the longest a [Sequencer] waits between
+	// failing runs by default.
+	SequencerMaxBackoffDefault = 5 * time.Second
+
+	// sequencerMinBackoff is the least a Sequencer waits after a failure,
+	// whatever its Interval, so that a tiny Interval does not hammer a
+	// server that is down.
+	sequencerMinBackoff = 10 * time.Millisecond
+
+	// sequencerFailureLogInterval is how often a Sequencer whose runs keep
+	// failing says so again, after it said so at the first failure.
+	sequencerFailureLogInterval = time.Minute
+)
 
 // SequencerConfig configures a [Sequencer]. The zero value is usable.
 type SequencerConfig struct {
-	// Interval is the time between sequencing runs. Defaults to
-	// SequencerIntervalDefault (20ms).
+	// Interval is the pause between sequencing runs while they succeed.
+	// Defaults to SequencerIntervalDefault (20ms).
 	Interval time.Duration
+
+	// RunTimeout bounds one sequencing run, including the wait for a
+	// connection and for the sequencer lock; a run that passes it counts
+	// as a failure. Defaults to SequencerRunTimeoutDefault (5s).
+	RunTimeout time.Duration
+
+	// MaxBackoff caps the pause between failing runs: after consecutive
+	// failures the pause doubles from Interval (at least 10ms) up to
+	// MaxBackoff, with jitter. Defaults to SequencerMaxBackoffDefault (5s).
+	MaxBackoff time.Duration
 }
 
 // Sequencer assigns global positions in the background, so that readers of
 // the log find new events without sequencing themselves. Any number may run
 // against one schema, in any number of processes: their runs are serialized
 // in PostgreSQL.
+//
+// While the database is down or a run keeps failing, the Sequencer retries
+// with a growing, jittered pause up to MaxBackoff rather than every
+// Interval. It logs a warning at the first failure ("store.Sequencer:
+// sequencing failed"), again at most once a minute while failures go on,
+// and once when a run succeeds again ("store.Sequencer: sequencing
+// recovered"). Events committed meanwhile wait for a position; the first
+// run that succeeds numbers them all. Stop does not wait for a run to time
+// out: it cancels it.
+//
+// Start, Stop, Started and Stopped follow [lifecycle.Service]: Start returns
+// at once, Stop waits for the background goroutine and is idempotent, and a
+// stopped Sequencer starts again.
 type Sequencer struct {
-	store    *EventStore
-	interval time.Duration
+	base lifecycle.Base // unexported: StartFunc is not for callers
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	store      *EventStore
+	interval   time.Duration
+	runTimeout time.Duration
+	maxBackoff time.Duration
 }
 
-// NewSequencer returns a Sequencer for s. config may be nil.
-func NewSequencer(s *EventStore, config *SequencerConfig) *Sequencer {
-	interval := SequencerIntervalDefault
-	if config != nil && config.Interval > 0 {
-		interval = config.Interval
+var _ lifecycle.Service = (*Sequencer)(nil)
+
+// NewSequencer returns a Sequencer for s. config may be nil for the
+// defaults; an invalid one is a *core.InvalidInputError naming the field.
+func NewSequencer(s *EventStore, config *SequencerConfig) (*Sequencer, error) {
+	if s == nil {
+		return nil, &core.InvalidInputError{Field: "store", Reason: "is nil"}
 	}
-	stopped := make(chan struct{})
-	close(stopped)
-	return &Sequencer{store: s, interval: interval, stopped: stopped}
+	var c SequencerConfig
+	if config != nil {
+		c = *config
+	}
+	invalid := func(field string, value time.Duration) error {
+		return &core.InvalidInputError{Field: "SequencerConfig." + field, Reason: fmt.Sprintf("%v is negative", value)}
+	}
+	switch {
+	case c.Interval < 0:
+		return nil, invalid("Interval", c.Interval)
+	case c.RunTimeout < 0:
+		return nil, invalid("RunTimeout", c.RunTimeout)
+	case c.MaxBackoff < 0:
+		return nil, invalid("MaxBackoff", c.MaxBackoff)
+	}
+	return &Sequencer{
+		store:      s,
+		interval:   cmp.Or(c.Interval, SequencerIntervalDefault),
+		runTimeout: cmp.Or(c.RunTimeout, SequencerRunTimeoutDefault),
+		maxBackoff: cmp.Or(c.MaxBackoff, SequencerMaxBackoffDefault),
+	}, nil
 }
 
 // Start begins sequencing in a goroutine and returns at once. It runs until
-// ctx is cancelled or Stop is called. Starting a running Sequencer is a
-// no-op.
-func (q *Sequencer) Start(ctx context.Context) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.cancel != nil {
-		return
-	}
-	ctx, q.cancel = context.WithCancel(ctx)
-	q.stopped = make(chan struct{})
-	go q.run(ctx, q.stopped)
+// Stop is called or ctx ends. Starting a running Sequencer does nothing. The
+// error is for the [lifecycle.Service] interface; it is always nil today.
+func (q *Sequencer) Start(ctx context.Context) error {
+	q.base.StartFunc(ctx, q.run)
+	return nil
 }
 
-func (q *Sequencer) run(ctx context.Context, stopped chan struct{}) {
-	defer close(stopped)
-	ticker := time.NewTicker(q.interval)
-	defer ticker.Stop()
+// Stop stops the Sequencer, cancelling a run in progress, and waits until
+// its goroutine has returned, or until ctx ends. It is idempotent, and safe
+// to call concurrently and before Start.
+func (q *Sequencer) Stop(ctx context.Context) error { return q.base.Stop(ctx) }
+
+// Started returns a channel closed once the Sequencer has started.
+func (q *Sequencer) Started() <-chan struct{} { return q.base.Started() }
+
+// Stopped returns a channel closed once the Sequencer is not running. Take
+// it after Start: each start has a new one.
+func (q *Sequencer) Stopped() <-chan struct{} { return q.base.Stopped() }
+
+func (q *Sequencer) run(ctx context.Context) {
+	logger := q.store.logger
+	backoff := lifecycle.Backoff{Min: max(q.interval, sequencerMinBackoff), Max: q.maxBackoff}
+	var failingSince, loggedAt time.Time
+	timer := time.NewTimer(q.interval)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
-		if _, err := q.store.Sequence(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			q.store.logger.WarnContext(ctx, "store.Sequencer: sequencing failed", "error", err)
-		}
-	}
-}
-
-// Stop stops the Sequencer and waits until its goroutine has returned, or
-// ctx ends. It is idempotent.
-func (q *Sequencer) Stop(ctx context.Context) error {
-	q.mu.Lock()
-	cancel, stopped := q.cancel, q.stopped
-	q.cancel = nil
-	q.mu.Unlock()
-	if cancel != nil {
+		runCtx, cancel := context.WithTimeout(ctx, q.runTimeout)
+		_, err := q.store.Sequence(runCtx)
 		cancel()
+		if ctx.Err() != nil {
+			return // stopped: not a failure
+		}
+		if err == nil {
+			if backoff.Failures() > 0 {
+				logger.InfoContext(ctx, "store.Sequencer: sequencing recovered",
+					"failures", backoff.Failures(), "failing_for", time.Since(failingSince).Round(time.Millisecond))
+				backoff.Success()
+			}
+			timer.Reset(q.interval)
+			continue
+		}
+		delay := backoff.Failure()
+		now := time.Now()
+		if backoff.Failures() == 1 {
+			failingSince = now
+		}
+		if backoff.Failures() == 1 || now.Sub(loggedAt) >= sequencerFailureLogInterval {
+			loggedAt = now
+			logger.WarnContext(ctx, "store.Sequencer: sequencing failed",
+				"error", err, "failures", backoff.Failures(),
+				"failing_for", now.Sub(failingSince).Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
+		}
+		timer.Reset(delay)
 	}
-	select {
-	case <-stopped:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Stopped returns a channel closed once the Sequencer is not running.
-func (q *Sequencer) Stopped() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.stopped
 }

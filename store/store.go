@@ -145,6 +145,24 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 	return s, nil
 }
 
+// Close stops grouping appends and waits until the groups in flight, and the
+// appends queued for them, are written and the goroutines writing them have
+// returned, or until ctx ends (then it returns ctx's error, and the groups
+// still finish in the background). Appends after Close work as before, each
+// alone in its own statement, as with grouping off ([Config].SoloAppends
+// below 0). Close is idempotent and safe to call concurrently.
+//
+// A store needs no Close: it owns no connections (the pool is the caller's,
+// and stays open) and its only background goroutines, the group writers, end
+// on their own once no appends are queued. Call Close before closing the
+// pool, or at shutdown, to wait for them.
+func (s *EventStore) Close(ctx context.Context) error {
+	if s.groups == nil {
+		return nil
+	}
+	return s.groups.close(ctx)
+}
+
 // streamLockSeed is the FNV-1a hash of the schema name.
 func streamLockSeed(schema string) int64 {
 	h := fnv.New64a()
