@@ -58,7 +58,7 @@ func TestConcurrentAppendOneStream(t *testing.T) {
 					winners[version+1] = id
 				case errors.As(err, &conflict):
 					if conflict.Actual != version+1 || conflict.StreamID != streamID {
-						failures = append(failures, fmt.Errorf("conflict = %+v, want actual %d", conflict, version+1))
+						failures = append(failures, fmt.Errorf("conflict = %+v, want actual %d", conflict, version+1)) //nolint:errorlint // its fields, not a wrapped error
 					}
 				default:
 					failures = append(failures, err)

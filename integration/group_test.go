@@ -234,7 +234,7 @@ func TestGroupedAppendsNeverWaitForTheirOwnCaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once committed
 	if _, err := es.AppendTx(ctx, tx, held, core.NoStream, core.Event{Data: Opened{Owner: "holder"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestGroupedAppendOfAGoneCallerWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once committed
 	if _, err := es.AppendTx(ctx, tx, "account-held", core.NoStream, core.Event{Data: Opened{Owner: "holder"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -509,26 +509,33 @@ type stallProxy struct {
 	stalling bool // connections opened now stall too
 }
 
-func newStallProxy(t *testing.T) *stallProxy {
+// proxyListener listens on a free loopback port for a test proxy and
+// returns the listener, its port and the test server's address to forward
+// to.
+func proxyListener(t *testing.T) (listener net.Listener, port uint16, target string) {
 	t.Helper()
 	config, err := pgx.ParseConfig(pgenv.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	address := listener.Addr().(*net.TCPAddr)
-	p := &stallProxy{
-		host:    "127.0.0.1",
-		port:    uint16(address.Port),
-		target:  net.JoinHostPort(config.Host, strconv.Itoa(int(config.Port))),
-		release: make(chan struct{}),
+	address, ok := listener.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listening on %v, not TCP", listener.Addr())
 	}
+	return listener, uint16(address.Port), net.JoinHostPort(config.Host, strconv.Itoa(int(config.Port)))
+}
+
+func newStallProxy(t *testing.T) *stallProxy {
+	t.Helper()
+	listener, port, target := proxyListener(t)
+	p := &stallProxy{host: "127.0.0.1", port: port, target: target, release: make(chan struct{})}
 	t.Cleanup(func() {
 		p.end()
-		listener.Close()
+		_ = listener.Close()
 	})
 	go func() {
 		for {
@@ -545,7 +552,7 @@ func newStallProxy(t *testing.T) *stallProxy {
 func (p *stallProxy) forward(client net.Conn) {
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
-		client.Close()
+		_ = client.Close()
 		return
 	}
 	stalled := &atomic.Bool{}
@@ -554,8 +561,7 @@ func (p *stallProxy) forward(client net.Conn) {
 	p.stalled = append(p.stalled, stalled)
 	p.mu.Unlock()
 	pipe := func(dst, src net.Conn) {
-		defer dst.Close()
-		defer src.Close()
+		defer func() { _, _ = dst.Close(), src.Close() }()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
@@ -346,19 +346,11 @@ type downProxy struct {
 
 func newDownProxy(t *testing.T) *downProxy {
 	t.Helper()
-	config, err := pgx.ParseConfig(pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := net.JoinHostPort(config.Host, strconv.Itoa(int(config.Port)))
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &downProxy{host: "127.0.0.1", port: uint16(listener.Addr().(*net.TCPAddr).Port)}
+	listener, port, target := proxyListener(t)
+	p := &downProxy{host: "127.0.0.1", port: port}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
-		listener.Close()
+		_ = listener.Close()
 		p.setDown(true)
 		wg.Wait()
 	})
@@ -374,12 +366,12 @@ func newDownProxy(t *testing.T) *downProxy {
 			down := p.down
 			p.mu.Unlock()
 			if down {
-				client.Close()
+				_ = client.Close()
 				continue
 			}
 			server, err := net.Dial("tcp", target)
 			if err != nil {
-				client.Close()
+				_ = client.Close()
 				continue
 			}
 			p.mu.Lock()
@@ -387,9 +379,8 @@ func newDownProxy(t *testing.T) *downProxy {
 			p.mu.Unlock()
 			pipe := func(dst, src net.Conn) {
 				defer wg.Done()
-				defer dst.Close()
-				defer src.Close()
-				_, _ = dst.(*net.TCPConn).ReadFrom(src)
+				defer func() { _, _ = dst.Close(), src.Close() }()
+				_, _ = io.Copy(dst, src)
 			}
 			wg.Add(2)
 			go pipe(server, client)
@@ -405,7 +396,7 @@ func (p *downProxy) setDown(down bool) {
 	p.down = down
 	if down {
 		for _, c := range p.conns {
-			c.Close()
+			_ = c.Close()
 		}
 		p.conns = nil
 	}

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -79,6 +80,53 @@ func TestReadPagesCostWhatTheyHold(t *testing.T) {
 	for i, e := range events[1:] {
 		if e.GlobalPosition <= events[i].GlobalPosition {
 			t.Fatalf("category read out of order at %d: %d after %d", i+1, e.GlobalPosition, events[i].GlobalPosition)
+		}
+	}
+}
+
+// A read on the pool fetches the next page while the caller works through
+// the current one. A caller who stops early leaves no fetching behind, and
+// one whose context ends part-way gets the context's error, never a read
+// that ends early as if the log ended there.
+func TestReadAheadStopsAndReportsErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
+	batch := make([]core.Event, 100)
+	for i := range batch {
+		batch[i] = core.NewEvent(Deposited{Amount: 1})
+	}
+	if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []core.StreamQuery{core.ReadAll(), core.ReadStream("account-1")} {
+		labelled(t, func(labelledCtx context.Context) {
+			read := 0
+			for _, err := range es.Read(labelledCtx, q) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if read++; read == 15 {
+					break
+				}
+			}
+		})
+		waitNoGoroutines(t)
+
+		cancelled, cancel := context.WithCancel(ctx)
+		read, sawErr := 0, error(nil)
+		for _, err := range es.Read(cancelled, q) {
+			if err != nil {
+				sawErr = err
+				break
+			}
+			if read++; read == 15 {
+				cancel()
+			}
+		}
+		cancel()
+		if !errors.Is(sawErr, context.Canceled) || read == len(batch) {
+			t.Errorf("%+v: a read cancelled after 15 events read %d and ended with %v, want context.Canceled", q, read, sawErr)
 		}
 	}
 }

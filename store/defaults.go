@@ -59,4 +59,26 @@ const (
 
 	// UpdateMaxBackoffDefault caps the wait between [Update]'s attempts.
 	UpdateMaxBackoffDefault = 500 * time.Millisecond
+
+	// SequencerIntervalDefault is how often a [Sequencer] sequences by
+	// default.
+	SequencerIntervalDefault = 20 * time.Millisecond
+
+	// SequencerRunTimeoutDefault bounds one sequencing run by default. A
+	// sweep takes milliseconds; one that takes seconds waits for a lock or
+	// a dead connection, and is better abandoned and retried.
+	SequencerRunTimeoutDefault = 5 * time.Second
+
+	// SequencerMaxBackoffDefault is the longest a [Sequencer] waits between
+	// failing runs by default.
+	SequencerMaxBackoffDefault = 5 * time.Second
+
+	// sequencerMinBackoff is the least a Sequencer waits after a failure,
+	// whatever its Interval, so that a tiny Interval does not hammer a
+	// server that is down.
+	sequencerMinBackoff = 10 * time.Millisecond
+
+	// sequencerFailureLogInterval is how often a Sequencer whose runs keep
+	// failing says so again, after it said so at the first failure.
+	sequencerFailureLogInterval = time.Minute
 )

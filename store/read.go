@@ -115,20 +115,22 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 		events []*core.RecordedEvent
 		err    error
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// quit, not ctx, ends the fetching early: an error, ctx's included,
+	// must reach a caller who is still reading.
+	fetchCtx, cancel := context.WithCancel(ctx)
 	ahead := make(chan fetched, 1)
-	stopped := make(chan struct{})
+	quit, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
 		defer close(ahead)
 		for {
-			events, err := fetch(ctx)
+			events, err := fetch(fetchCtx)
 			if events == nil && err == nil {
 				return
 			}
 			select {
 			case ahead <- fetched{events, err}:
-			case <-ctx.Done():
+			case <-quit:
 				return
 			}
 			if err != nil {
@@ -145,6 +147,7 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 			return f.events, f.err
 		},
 		stop: func() {
+			close(quit)
 			cancel()
 			<-stopped
 		},

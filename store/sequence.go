@@ -37,30 +37,6 @@ func (s *EventStore) StreamVersion(ctx context.Context, streamID string) (int64,
 	return version, s.interpretError("stream version", err)
 }
 
-const (
-	// SequencerIntervalDefault is how often a [Sequencer] sequences by
-	// default.
-	SequencerIntervalDefault = 20 * time.Millisecond
-
-	// SequencerRunTimeoutDefault bounds one sequencing run by default. A
-	// sweep takes milliseconds; one that takes seconds waits for a lock or
-	// a dead connection, and is better abandoned and retried.
-	SequencerRunTimeoutDefault = 5 * time.Second
-
-	// SequencerMaxBackoffDefault is the longest a [Sequencer] waits between
-	// failing runs by default.
-	SequencerMaxBackoffDefault = 5 * time.Second
-
-	// sequencerMinBackoff is the least a Sequencer waits after a failure,
-	// whatever its Interval, so that a tiny Interval does not hammer a
-	// server that is down.
-	sequencerMinBackoff = 10 * time.Millisecond
-
-	// sequencerFailureLogInterval is how often a Sequencer whose runs keep
-	// failing says so again, after it said so at the first failure.
-	sequencerFailureLogInterval = time.Minute
-)
-
 // SequencerConfig configures a [Sequencer]. The zero value is usable.
 type SequencerConfig struct {
 	// Interval is the pause between sequencing runs while they succeed.
@@ -138,28 +114,28 @@ func NewSequencer(s *EventStore, config *SequencerConfig) (*Sequencer, error) {
 // Start begins sequencing in a goroutine and returns at once. It runs until
 // Stop is called or ctx ends. Starting a running Sequencer does nothing. The
 // error is for the [lifecycle.Service] interface; it is always nil today.
-func (q *Sequencer) Start(ctx context.Context) error {
-	q.base.StartFunc(ctx, q.run)
+func (sq *Sequencer) Start(ctx context.Context) error {
+	sq.base.StartFunc(ctx, sq.run)
 	return nil
 }
 
 // Stop stops the Sequencer, cancelling a run in progress, and waits until
 // its goroutine has returned, or until ctx ends. It is idempotent, and safe
 // to call concurrently and before Start.
-func (q *Sequencer) Stop(ctx context.Context) error { return q.base.Stop(ctx) }
+func (sq *Sequencer) Stop(ctx context.Context) error { return sq.base.Stop(ctx) }
 
 // Started returns a channel closed once the Sequencer has started.
-func (q *Sequencer) Started() <-chan struct{} { return q.base.Started() }
+func (sq *Sequencer) Started() <-chan struct{} { return sq.base.Started() }
 
 // Stopped returns a channel closed once the Sequencer is not running. Take
 // it after Start: each start has a new one.
-func (q *Sequencer) Stopped() <-chan struct{} { return q.base.Stopped() }
+func (sq *Sequencer) Stopped() <-chan struct{} { return sq.base.Stopped() }
 
-func (q *Sequencer) run(ctx context.Context) {
-	logger := q.store.logger
-	backoff := lifecycle.Backoff{Min: max(q.interval, sequencerMinBackoff), Max: q.maxBackoff}
+func (sq *Sequencer) run(ctx context.Context) {
+	logger := sq.store.logger
+	backoff := lifecycle.Backoff{Min: max(sq.interval, sequencerMinBackoff), Max: sq.maxBackoff}
 	var failingSince, loggedAt time.Time
-	timer := time.NewTimer(q.interval)
+	timer := time.NewTimer(sq.interval)
 	defer timer.Stop()
 	for {
 		select {
@@ -167,8 +143,8 @@ func (q *Sequencer) run(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		runCtx, cancel := context.WithTimeout(ctx, q.runTimeout)
-		_, err := q.store.Sequence(runCtx)
+		runCtx, cancel := context.WithTimeout(ctx, sq.runTimeout)
+		_, err := sq.store.Sequence(runCtx)
 		cancel()
 		if ctx.Err() != nil {
 			return // stopped: not a failure
@@ -179,7 +155,7 @@ func (q *Sequencer) run(ctx context.Context) {
 					"failures", backoff.Failures(), "failing_for", time.Since(failingSince).Round(time.Millisecond))
 				backoff.Success()
 			}
-			timer.Reset(q.interval)
+			timer.Reset(sq.interval)
 			continue
 		}
 		delay := backoff.Failure()

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+
 	"time"
 
 	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/core/lifecycle"
 )
 
 // UpdateOpts tunes [Update]. A nil *UpdateOpts means the defaults.
@@ -83,7 +84,7 @@ func Update[S any, A core.AggregateOf[S]](ctx context.Context, session Session, 
 	if fn == nil {
 		return nil, &core.InvalidInputError{Field: "update function", Reason: "is nil"}
 	}
-	wait := min(o.Backoff, o.MaxBackoff)
+	backoff := lifecycle.Backoff{Min: min(o.Backoff, o.MaxBackoff), Max: o.MaxBackoff}
 	for attempt := 1; ; attempt++ {
 		root, err := LoadOrNew[S, A](ctx, session, id)
 		if err != nil {
@@ -99,10 +100,9 @@ func Update[S any, A core.AggregateOf[S]](ctx context.Context, session Session, 
 		if attempt >= o.MaxAttempts {
 			return nil, fmt.Errorf("store: update of %q gave up after %d attempts: %w", root.StreamID(), attempt, err)
 		}
-		if err := sleep(ctx, wait/2+rand.N(wait/2+1)); err != nil {
+		if err := sleep(ctx, backoff.Failure()); err != nil {
 			return nil, err
 		}
-		wait = min(2*wait, o.MaxBackoff)
 	}
 }
 
