@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"math"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -111,6 +112,9 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 		return pageSource{next: func() ([]*core.RecordedEvent, error) { return fetch(ctx) }, stop: func() {}}
 	}
 
+	if q.Direction == core.Forward && !q.IsStream() && q.Category == "" && len(page.types) == 0 && page.remaining < 0 {
+		page.byRange, page.from = true, max(page.from, 1)
+	}
 	type fetched struct {
 		events []*core.RecordedEvent
 		err    error
@@ -118,11 +122,32 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 	// quit, not ctx, ends the fetching early: an error, ctx's included,
 	// must reach a caller who is still reading.
 	fetchCtx, cancel := context.WithCancel(ctx)
-	ahead := make(chan fetched, 1)
+	ahead := make(chan fetched, 2)
 	quit, stopped := make(chan struct{}), make(chan struct{})
+	deliver := func(f fetched) bool {
+		select {
+		case ahead <- f:
+			return true
+		case <-quit:
+			return false
+		}
+	}
 	go func() {
 		defer close(stopped)
 		defer close(ahead)
+		for page.byRange && !done {
+			events, err := page.nextTwo(fetchCtx, exec)
+			for _, e := range events {
+				if len(e) > 0 && !deliver(fetched{e, nil}) {
+					return
+				}
+			}
+			if err != nil {
+				deliver(fetched{nil, err})
+				return
+			}
+			done = page.exhausted
+		}
 		for {
 			events, err := fetch(fetchCtx)
 			if events == nil && err == nil {
@@ -164,6 +189,46 @@ type pager struct {
 	remaining int   // events still wanted; -1 for no limit
 	pageSize  int32
 	exhausted bool
+	// byRange: pages are ranges of positions, known in advance (see
+	// nextTwo).
+	byRange bool
+}
+
+// nextTwo fetches the next two pages of a whole-log read at once, on two
+// connections. Positions are gapless, so without a type filter or a limit
+// the page after this one starts pageSize positions later, and need not
+// wait for this one. A page that does not hold exactly its range (there is
+// no such page, but the pager does not rely on it) ends range paging:
+// pages go on by keyset from the last position delivered.
+func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedEvent, error) {
+	size := int64(p.pageSize)
+	var pages [2][]*core.RecordedEvent
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i := range pages {
+		from := p.from + int64(i)*size
+		wg.Go(func() {
+			pages[i], errs[i] = p.store.readPage(ctx, exec, pageRequest{query: p.query, from: from, maxCount: p.pageSize})
+		})
+	}
+	wg.Wait()
+	var out [][]*core.RecordedEvent
+	for i, events := range pages {
+		if errs[i] != nil {
+			return out, errs[i]
+		}
+		if n := len(events); n > 0 && (events[0].GlobalPosition != p.from || events[n-1].GlobalPosition != p.from+int64(n)-1) {
+			p.byRange = false
+			return out, nil
+		}
+		out = append(out, events)
+		p.from += int64(len(events))
+		if int64(len(events)) < size {
+			p.exhausted = true
+			return out, nil
+		}
+	}
+	return out, nil
 }
 
 func newPager(s *EventStore, q core.StreamQuery) *pager {
