@@ -129,7 +129,7 @@ func TestRun(t *testing.T) {
 
 	o := options{
 		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
-		batchSize: 10, readEvents: 250, streamLength: 20, scenarios: scenarios,
+		batchSize: 10, readEvents: 250, logEvents: 2000, streamLength: 20, scenarios: scenarios,
 	}
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
@@ -146,7 +146,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire",
-		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire"}
+		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
+		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got rows %v, want %v", got, want)
 	}

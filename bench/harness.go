@@ -39,6 +39,7 @@ type harness struct {
 
 	mu        sync.Mutex
 	readCarts map[int]string // events → the cart read and load scenarios read
+	logBlocks map[int]logBlock
 }
 
 // newHarness connects to url with room for maxConns concurrent workload
@@ -49,7 +50,7 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 	if err != nil {
 		return nil, fmt.Errorf("parsing database URL: %w", err)
 	}
-	h := &harness{stmts: &statementCounter{}, cpu: &cpuMeter{}, readCarts: map[int]string{}}
+	h := &harness{stmts: &statementCounter{}, cpu: &cpuMeter{}, readCarts: map[int]string{}, logBlocks: map[int]logBlock{}}
 	config.AfterConnect = h.cpu.afterConnect
 	defer func() {
 		if err != nil {
@@ -85,7 +86,7 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 	appended := &atomic.Int64{}
 	h.mire = &mireSystem{es: es, appended: appended}
 	h.mireSnapshot = &mireSystem{es: es, appended: appended, snapshots: true}
-	if h.raw, err = newRawSystem(ctx, h.pool, rawSchema); err != nil {
+	if h.raw, err = newRawSystem(ctx, h.pool, rawSchema, mireSchema); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -265,4 +266,59 @@ func newSchemaNames() (mireSchema, rawSchema string) {
 	_, _ = rand.Read(random[:]) // never fails
 	mireSchema = "mire_bench_" + hex.EncodeToString(random[:])
 	return mireSchema, mireSchema + "_raw"
+}
+
+// logCategory is the category of half the events of the block the
+// read_log and read_category scenarios read; the other half is in
+// cartCategory.
+const logCategory = "ledger"
+
+// logBlock is a run of sequenced events: positions from to to.
+type logBlock struct{ from, to int64 }
+
+// logBlockSize is how many events the block sc reads holds.
+func logBlockSize(sc spec) int {
+	if sc.scenario == scenarioReadCategory {
+		return 2 * sc.batch
+	}
+	return sc.batch
+}
+
+// logBlock returns the block of n events that read_log and read_category
+// read, appending it the first time: streams of 100 events, every other
+// one in logCategory (the only events of that category), then sequenced.
+func (h *harness) logBlock(ctx context.Context, n int) (logBlock, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if block, ok := h.logBlocks[n]; ok {
+		return block, nil
+	}
+	if len(h.logBlocks) > 0 {
+		return logBlock{}, fmt.Errorf("one log block a run: read_category reads all of %q", logCategory)
+	}
+	if _, err := h.waitSequenced(ctx); err != nil {
+		return logBlock{}, err
+	}
+	head, err := h.sequencing.Head(ctx)
+	if err != nil {
+		return logBlock{}, err
+	}
+	for i := 0; i < n/100; i++ {
+		stream := cartStream(h.newCartID())
+		if i%2 == 0 {
+			stream = core.StreamID(logCategory, h.newCartID())
+		}
+		if err := h.mire.appendEvents(ctx, stream, 0, newItems(stream, 0, 100)); err != nil {
+			return logBlock{}, fmt.Errorf("mire: appending the log to read: %w", err)
+		}
+	}
+	if _, err := h.sequencing.Sequence(ctx); err != nil {
+		return logBlock{}, err
+	}
+	if _, err := h.waitSequenced(ctx); err != nil {
+		return logBlock{}, err
+	}
+	block := logBlock{from: head + 1, to: head + int64(n)}
+	h.logBlocks[n] = block
+	return block, nil
 }

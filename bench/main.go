@@ -15,6 +15,9 @@
 //     events), once per -writers entry.
 //   - append_batch: -batch events per append, once per -batch-writers entry.
 //   - read_stream: read a stream of -read-events events, oldest first.
+//   - read_log: catch up on -log-events events of the whole log from a
+//     position on; read_category: on the half of them in one category.
+//     Both against one raw query over the same rows of mire's tables.
 //   - load: rebuild a Cart aggregate from that stream: mire with store.Load,
 //     and as mire+snapshot with store.LoadSnapshotted from a snapshot at
 //     the stream's last version (written at setup), so replaying nothing.
@@ -92,6 +95,7 @@ func run() (err error) {
 	flag.Var((*intList)(&o.saveWriters), "save-writers", "comma-separated writer counts for the save scenario")
 	flag.IntVar(&o.batchSize, "batch", 100, "events per append in the batch scenario")
 	flag.IntVar(&o.readEvents, "read-events", 10_000, "length of the stream the read and load scenarios read")
+	flag.IntVar(&o.logEvents, "log-events", 100_000, "events the read_log scenario reads from a position on; read_category reads half of them")
 	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
 	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")

@@ -16,10 +16,16 @@ const (
 	scenarioRead   = "read_stream"  // read a stream of spec.batch events
 	scenarioLoad   = "load"         // rebuild a cart of spec.batch events
 	scenarioSave   = "save"         // load a cart, record one event, save
+
+	// A catch-up: read spec.batch sequenced events from a position on, or
+	// every event of a category holding spec.batch of them (half of the
+	// block both scenarios read).
+	scenarioReadLog      = "read_log"
+	scenarioReadCategory = "read_category"
 )
 
 // scenarios are the scenario names in the order they run.
-var scenarios = []string{scenarioAppend, scenarioBatch, scenarioRead, scenarioLoad, scenarioSave}
+var scenarios = []string{scenarioAppend, scenarioBatch, scenarioRead, scenarioLoad, scenarioSave, scenarioReadLog, scenarioReadCategory}
 
 // saveStreamLength is how many saves a writer of the save scenario makes to
 // a cart before it starts a new one, so that loads stay equally cheap.
@@ -38,7 +44,13 @@ type spec struct {
 
 // reads reports whether sc only reads: it reads a stream loaded at setup,
 // and mire needs no sequencer for it.
-func (s spec) reads() bool { return s.scenario == scenarioRead || s.scenario == scenarioLoad }
+func (s spec) reads() bool {
+	switch s.scenario {
+	case scenarioRead, scenarioLoad, scenarioReadLog, scenarioReadCategory:
+		return true
+	}
+	return false
+}
 
 func (s spec) String() string {
 	return fmt.Sprintf("%s writers=%d events/op=%d", s.scenario, s.writers, s.batch)
@@ -79,11 +91,16 @@ func (s sample) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Se
 // and loads read) happens before the measurement starts.
 func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (sample, error) {
 	var cart string // the cart read and load scenarios read
-	if sc.reads() {
-		var err error
-		if cart, err = h.readCart(ctx, sc.batch); err != nil {
-			return sample{}, err
-		}
+	var block logBlock
+	var err error
+	switch sc.scenario {
+	case scenarioRead, scenarioLoad:
+		cart, err = h.readCart(ctx, sc.batch)
+	case scenarioReadLog, scenarioReadCategory:
+		block, err = h.logBlock(ctx, logBlockSize(sc))
+	}
+	if err != nil {
+		return sample{}, err
 	}
 	_, isMire := sys.(*mireSystem)
 	sequenced := isMire && !sc.reads()
@@ -116,6 +133,16 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 				err = fmt.Errorf("cart %s at version %d has %d lines", cart, version, c.Lines)
 			}
 			return version, err
+		})
+	case scenarioReadLog:
+		err = runReads(ctx, sc.batch, b, &s, func(ctx context.Context) (int64, error) {
+			n, err := sys.readLog(ctx, block.from, block.to)
+			return int64(n), err
+		})
+	case scenarioReadCategory:
+		err = runReads(ctx, sc.batch, b, &s, func(ctx context.Context) (int64, error) {
+			n, err := sys.readCategory(ctx, logCategory)
+			return int64(n), err
 		})
 	default:
 		err = h.runWrites(ctx, sys, sc, b, &s)

@@ -19,6 +19,7 @@ type options struct {
 	saveWriters  []int // writer counts of the save scenario
 	batchSize    int
 	readEvents   int // length of the stream read and load scenarios read
+	logEvents    int // events of the block the read_log scenario reads (read_category reads half)
 	streamLength int
 	scenarios    []string // some of scenarios
 }
@@ -32,6 +33,8 @@ func (o options) validate() error {
 		return errors.New("-rounds must be at least 1")
 	case len(o.writers) == 0 || len(o.batchWriters) == 0 || len(o.saveWriters) == 0:
 		return errors.New("-writers, -batch-writers and -save-writers need at least one count")
+	case o.logEvents < 200 || o.logEvents%200 != 0:
+		return fmt.Errorf("-log-events: %d is not a positive multiple of 200", o.logEvents)
 	case o.batchSize < 1 || o.readEvents < 1:
 		return errors.New("-batch and -read-events must be positive")
 	case o.streamLength < o.batchSize:
@@ -71,6 +74,8 @@ func (o options) specs() []spec {
 	add(scenarioRead, []int{1}, o.readEvents, 0)
 	add(scenarioLoad, []int{1}, o.readEvents, 0)
 	add(scenarioSave, o.saveWriters, 1, saveStreamLength)
+	add(scenarioReadLog, []int{1}, o.logEvents, 0)
+	add(scenarioReadCategory, []int{1}, o.logEvents/2, 0)
 	return specs
 }
 

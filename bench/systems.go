@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,12 @@ type system interface {
 	// loadCart rebuilds the cart with ID id and returns it with the stream
 	// version it reflects.
 	loadCart(ctx context.Context, id string) (*Cart, int64, error)
+	// readLog reads the sequenced events at positions from to to, in
+	// position order, and returns how many there were.
+	readLog(ctx context.Context, from, to int64) (int, error)
+	// readCategory reads every sequenced event of category in position
+	// order and returns how many there were.
+	readCategory(ctx context.Context, category string) (int, error)
 	// addItem runs a command on the cart with ID id: it loads the cart,
 	// records item and saves it with optimistic concurrency, and returns
 	// the cart's version after the save.
@@ -185,6 +192,29 @@ func (m *mireSystem) addItem(ctx context.Context, id string, item ItemAdded) (in
 	return root.Version(), nil
 }
 
+// readLog and readCategory count what they read, as a catching-up
+// projection would handle each event and let it go.
+func (m *mireSystem) readLog(ctx context.Context, from, to int64) (int, error) {
+	q := core.ReadAll()
+	q.FromPosition, q.Limit = from, int(to-from+1)
+	return countRead(m.es.Read(ctx, q))
+}
+
+func (m *mireSystem) readCategory(ctx context.Context, category string) (int, error) {
+	return countRead(m.es.Read(ctx, core.ReadCategory(category)))
+}
+
+func countRead(events iter.Seq2[*core.RecordedEvent, error]) (int, error) {
+	n := 0
+	for _, err := range events {
+		if err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 func (m *mireSystem) readStream(ctx context.Context, stream string) (int, error) {
 	var events []*core.RecordedEvent
 	for event, err := range m.es.Read(ctx, core.ReadStream(stream)) {
@@ -205,6 +235,9 @@ type rawSystem struct {
 
 	insertOne, insertMany, loadMany, selectStream string
 	selectCart, insertCart                        string
+	// selectLog and selectCategory read mire's own tables in one query each:
+	// the log joined to the events, in position order.
+	selectLog, selectCategory string
 }
 
 // rawTable is the baseline's table. raw_events takes appends; the stream
@@ -240,8 +273,11 @@ const insertMany = `INSERT INTO %s (stream_id, stream_version, event_id, event_t
 	FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY
 	     AS v(event_id, event_type, data, metadata, i)`
 
-func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema string) (*rawSystem, error) {
+func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema string) (*rawSystem, error) {
 	quoted := pgx.Identifier{schema}.Sanitize()
+	mire := pgx.Identifier{mireSchema}.Sanitize()
+	logRows := `SELECT l.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type, e.data, e.headers, e.recorded_at
+			FROM ` + mire + `.event_log AS l JOIN ` + mire + `.events AS e ON e.xid = l.xid AND e.seq = l.seq `
 	ddl := "CREATE SCHEMA " + quoted + ";" + fmt.Sprintf(rawTable, quoted)
 	if _, err := pool.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return nil, fmt.Errorf("creating the raw baseline in %s: %w", schema, err)
@@ -256,7 +292,9 @@ func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema string) (*rawS
 			FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1 ORDER BY stream_version`,
 		selectCart: `SELECT stream_version, event_type, data
 			FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1 ORDER BY stream_version`,
-		insertCart: fmt.Sprintf(insertOne, quoted+".raw_stream_events"),
+		insertCart:     fmt.Sprintf(insertOne, quoted+".raw_stream_events"),
+		selectLog:      logRows + `WHERE l.global_position BETWEEN $1 AND $2 ORDER BY l.global_position`,
+		selectCategory: logRows + `WHERE l.category = $1 ORDER BY l.global_position`,
 	}, nil
 }
 
@@ -344,6 +382,38 @@ func (r *rawSystem) readStream(ctx context.Context, stream string) (int, error) 
 		return e, err
 	})
 	return len(events), err
+}
+
+func (r *rawSystem) readLog(ctx context.Context, from, to int64) (int, error) {
+	return r.countRows(ctx, r.selectLog, from, to)
+}
+
+func (r *rawSystem) readCategory(ctx context.Context, category string) (int, error) {
+	return r.countRows(ctx, r.selectCategory, category)
+}
+
+// countRows streams a query's rows, scanning each as mire's reads do.
+func (r *rawSystem) countRows(ctx context.Context, query string, args ...any) (int, error) {
+	rows, err := r.pool.Query(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var (
+		n             int
+		position, ver int64
+		stream, typ   string
+		id            [16]byte
+		data, headers []byte
+		recordedAt    time.Time
+	)
+	for rows.Next() {
+		if err := rows.Scan(&position, &stream, &ver, &id, &typ, &data, &headers, &recordedAt); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, rows.Err()
 }
 
 // loadCart is a hand-written hydrate: one SELECT of the stream's versions,

@@ -148,10 +148,13 @@ func TestWholeLogReadByRanges(t *testing.T) {
 	if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, from int64, want []int64) {
+	check := func(name string, from int64, want []int64, limit ...int) {
 		t.Helper()
 		q := core.ReadAll()
 		q.FromPosition = from
+		if len(limit) > 0 {
+			q.Limit = limit[0]
+		}
 		events, err := es.ReadEvents(ctx, q)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -177,6 +180,9 @@ func TestWholeLogReadByRanges(t *testing.T) {
 		check(fmt.Sprintf("from %d", from), from, positions(max(from, 1), 95))
 	}
 	check("from past the head", 96, nil)
+	for _, limit := range []int{1, 9, 10, 11, 20, 25, 95, 200} {
+		check(fmt.Sprintf("from 3, limit %d", limit), 3, positions(3, min(95, int64(2+limit))), limit)
+	}
 
 	// A log that misses a position (it never does: only a superuser could
 	// delete the row) is read by keyset from the gap on.

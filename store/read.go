@@ -112,7 +112,7 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 		return pageSource{next: func() ([]*core.RecordedEvent, error) { return fetch(ctx) }, stop: func() {}}
 	}
 
-	if q.Direction == core.Forward && !q.IsStream() && q.Category == "" && len(page.types) == 0 && page.remaining < 0 {
+	if q.Direction == core.Forward && !q.IsStream() && q.Category == "" && len(page.types) == 0 {
 		page.byRange, page.from = true, max(page.from, 1)
 	}
 	type fetched struct {
@@ -196,24 +196,38 @@ type pager struct {
 
 // nextTwo fetches the next two pages of a whole-log read at once, on two
 // connections. Positions are gapless, so without a type filter or a limit
-// the page after this one starts pageSize positions later, and need not
-// wait for this one. A page that does not hold exactly its range (there is
-// no such page, but the pager does not rely on it) ends range paging:
-// pages go on by keyset from the last position delivered.
+// the page after this one starts a page later, and need not wait for this
+// one. A page that does not hold exactly its range (there is no such page,
+// but the pager does not rely on it) ends range paging: pages go on by
+// keyset from the last position delivered.
 func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedEvent, error) {
-	size := int64(p.pageSize)
+	var sizes [2]int32
+	from := p.from
+	for i := range sizes {
+		sizes[i] = p.pageSize
+		if p.remaining >= 0 {
+			sizes[i] = int32(min(int64(p.pageSize), int64(p.remaining)-(from-p.from)))
+		}
+		from += int64(sizes[i])
+	}
 	var pages [2][]*core.RecordedEvent
 	var errs [2]error
 	var wg sync.WaitGroup
-	for i := range pages {
-		from := p.from + int64(i)*size
+	for i, size := range sizes {
+		if size <= 0 {
+			continue
+		}
+		start := p.from + int64(i)*int64(sizes[0])
 		wg.Go(func() {
-			pages[i], errs[i] = p.store.readPage(ctx, exec, pageRequest{query: p.query, from: from, maxCount: p.pageSize})
+			pages[i], errs[i] = p.store.readPage(ctx, exec, pageRequest{query: p.query, from: start, maxCount: size})
 		})
 	}
 	wg.Wait()
 	var out [][]*core.RecordedEvent
 	for i, events := range pages {
+		if sizes[i] <= 0 {
+			break
+		}
 		if errs[i] != nil {
 			return out, errs[i]
 		}
@@ -223,7 +237,10 @@ func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedE
 		}
 		out = append(out, events)
 		p.from += int64(len(events))
-		if int64(len(events)) < size {
+		if p.remaining >= 0 {
+			p.remaining -= len(events)
+		}
+		if len(events) < int(sizes[i]) || p.remaining == 0 {
 			p.exhausted = true
 			return out, nil
 		}
