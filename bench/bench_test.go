@@ -130,6 +130,7 @@ func TestRun(t *testing.T) {
 	o := options{
 		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
 		batchSize: 10, readEvents: 250, logEvents: 2000, streamLength: 20, scenarios: scenarios,
+		contendedWriters: []int{4}, contendedStreams: []int{2},
 	}
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("row %+v: want positive rates from %d samples", row, o.rounds)
 		}
 	}
-	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire",
+	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire", "append_contended/raw", "append_contended/mire",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
 		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire"}
 	if !slices.Equal(got, want) {
@@ -153,7 +154,7 @@ func TestRun(t *testing.T) {
 	}
 	// A snapshotted load replays nothing: it reads the snapshot, finds no
 	// later events and checks the stream's version.
-	if row := rows[8]; row.StatementsPerOp > 3 {
+	if row := rows[10]; row.StatementsPerOp > 3 {
 		t.Errorf("mire+snapshot load: %.2f statements per load, want at most 3", row.StatementsPerOp)
 	}
 	check, err := h.headCheck(ctx)

@@ -15,6 +15,9 @@
 //     events), once per -writers entry.
 //   - append_batch: -batch events per append, once per -batch-writers entry.
 //   - read_stream: read a stream of -read-events events, oldest first.
+//   - append_contended: writers sharing streams (16 on 4, 64 on 1), each
+//     appending at the version it last saw and re-reading it after a
+//     conflict.
 //   - read_log: catch up on -log-events events of the whole log from a
 //     position on; read_category: on the half of them in one category.
 //     Both against one raw query over the same rows of mire's tables.
@@ -85,7 +88,10 @@ func run() (err error) {
 		writers:      []int{1, 16},
 		batchWriters: []int{1, 4},
 		saveWriters:  []int{1, 16},
-		scenarios:    slices.Clone(scenarios),
+		// 16 writers on 4 streams, and 64 on one.
+		contendedWriters: []int{16, 64},
+		contendedStreams: []int{4, 1},
+		scenarios:        slices.Clone(scenarios),
 	}
 	flag.DurationVar(&o.duration, "duration", 2500*time.Millisecond, "how long each measurement runs")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up per scenario and system")
@@ -95,6 +101,8 @@ func run() (err error) {
 	flag.Var((*intList)(&o.saveWriters), "save-writers", "comma-separated writer counts for the save scenario")
 	flag.IntVar(&o.batchSize, "batch", 100, "events per append in the batch scenario")
 	flag.IntVar(&o.readEvents, "read-events", 10_000, "length of the stream the read and load scenarios read")
+	flag.Var((*intList)(&o.contendedWriters), "contended-writers", "comma-separated writer counts for append_contended")
+	flag.Var((*intList)(&o.contendedStreams), "contended-streams", "comma-separated stream counts for append_contended, one per writer count")
 	flag.IntVar(&o.logEvents, "log-events", 100_000, "events the read_log scenario reads from a position on; read_category reads half of them")
 	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
 	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))

@@ -22,10 +22,16 @@ const (
 	// block both scenarios read).
 	scenarioReadLog      = "read_log"
 	scenarioReadCategory = "read_category"
+
+	// Writers that share streams: each appends one event at the version it
+	// last saw and, after a conflict, reads the stream's version and tries
+	// again. spec.streams streams for spec.writers writers.
+	scenarioContended = "append_contended"
 )
 
 // scenarios are the scenario names in the order they run.
-var scenarios = []string{scenarioAppend, scenarioBatch, scenarioRead, scenarioLoad, scenarioSave, scenarioReadLog, scenarioReadCategory}
+var scenarios = []string{scenarioAppend, scenarioBatch, scenarioContended, scenarioRead, scenarioLoad, scenarioSave,
+	scenarioReadLog, scenarioReadCategory}
 
 // saveStreamLength is how many saves a writer of the save scenario makes to
 // a cart before it starts a new one, so that loads stay equally cheap.
@@ -40,6 +46,9 @@ type spec struct {
 	// streamLength is how many events a writer appends to a stream before
 	// it starts a new one.
 	streamLength int
+
+	// streams is how many streams the writers of append_contended share.
+	streams int
 }
 
 // reads reports whether sc only reads: it reads a stream loaded at setup,
@@ -53,6 +62,9 @@ func (s spec) reads() bool {
 }
 
 func (s spec) String() string {
+	if s.scenario == scenarioContended {
+		return fmt.Sprintf("%s writers=%d streams=%d", s.scenario, s.writers, s.streams)
+	}
 	return fmt.Sprintf("%s writers=%d events/op=%d", s.scenario, s.writers, s.batch)
 }
 
@@ -144,6 +156,8 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 			n, err := sys.readCategory(ctx, logCategory)
 			return int64(n), err
 		})
+	case scenarioContended:
+		err = h.runContended(ctx, sys, sc, b, &s)
 	default:
 		err = h.runWrites(ctx, sys, sc, b, &s)
 	}
@@ -198,6 +212,46 @@ func (h *harness) runWrites(ctx context.Context, sys system, sc spec, b *budget,
 	}
 	err := g.Wait()
 	s.events, s.ops = events.Load(), ops.Load()
+	return err
+}
+
+// runContended runs sc.writers writers on sc.streams new streams, writer w
+// on stream w mod sc.streams. A writer appends at the version it last saw;
+// after a conflict it reads the stream's version and tries again. Only
+// stored events count; every conflict is a statement more that stored
+// nothing.
+func (h *harness) runContended(ctx context.Context, sys system, sc spec, b *budget, s *sample) error {
+	streams := make([]string, sc.streams)
+	for i := range streams {
+		streams[i] = cartStream(h.newCartID())
+	}
+	var events atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for w := range sc.writers {
+		g.Go(func() error {
+			stream := streams[w%len(streams)]
+			var version int64
+			for b.take() {
+				for {
+					stored, err := sys.appendAt(ctx, stream, version, newItems(stream, version, 1)[0])
+					if err != nil {
+						return err
+					}
+					if stored {
+						version++
+						break
+					}
+					if version, err = sys.streamVersion(ctx, stream); err != nil {
+						return err
+					}
+				}
+				events.Add(1)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	s.events, s.ops = events.Load(), events.Load()
 	return err
 }
 

@@ -20,8 +20,10 @@ type options struct {
 	batchSize    int
 	readEvents   int // length of the stream read and load scenarios read
 	logEvents    int // events of the block the read_log scenario reads (read_category reads half)
-	streamLength int
-	scenarios    []string // some of scenarios
+	// contendedWriters[i] writers share contendedStreams[i] streams.
+	contendedWriters, contendedStreams []int
+	streamLength                       int
+	scenarios                          []string // some of scenarios
 }
 
 // validate reports options that cannot run, naming the flag.
@@ -33,6 +35,8 @@ func (o options) validate() error {
 		return errors.New("-rounds must be at least 1")
 	case len(o.writers) == 0 || len(o.batchWriters) == 0 || len(o.saveWriters) == 0:
 		return errors.New("-writers, -batch-writers and -save-writers need at least one count")
+	case len(o.contendedWriters) != len(o.contendedStreams) || slices.Contains(o.contendedStreams, 0):
+		return fmt.Errorf("-contended-writers and -contended-streams: %v and %v: want as many of each, streams > 0", o.contendedWriters, o.contendedStreams)
 	case o.logEvents < 200 || o.logEvents%200 != 0:
 		return fmt.Errorf("-log-events: %d is not a positive multiple of 200", o.logEvents)
 	case o.batchSize < 1 || o.readEvents < 1:
@@ -55,7 +59,7 @@ func (o options) validate() error {
 
 // allWriters returns every writer count of o.
 func (o options) allWriters() []int {
-	return slices.Concat(o.writers, o.batchWriters, o.saveWriters)
+	return slices.Concat(o.writers, o.batchWriters, o.saveWriters, o.contendedWriters)
 }
 
 // specs returns the scenarios o selects, in the order they run.
@@ -71,6 +75,11 @@ func (o options) specs() []spec {
 	}
 	add(scenarioAppend, o.writers, 1, o.streamLength)
 	add(scenarioBatch, o.batchWriters, o.batchSize, o.streamLength)
+	if slices.Contains(o.scenarios, scenarioContended) {
+		for i, w := range o.contendedWriters {
+			specs = append(specs, spec{scenario: scenarioContended, writers: w, batch: 1, streams: o.contendedStreams[i]})
+		}
+	}
 	add(scenarioRead, []int{1}, o.readEvents, 0)
 	add(scenarioLoad, []int{1}, o.readEvents, 0)
 	add(scenarioSave, o.saveWriters, 1, saveStreamLength)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
@@ -109,6 +110,11 @@ type system interface {
 	// loadCart rebuilds the cart with ID id and returns it with the stream
 	// version it reflects.
 	loadCart(ctx context.Context, id string) (*Cart, int64, error)
+	// appendAt appends item to stream if the stream is at version, and
+	// reports whether it did: false for a conflict.
+	appendAt(ctx context.Context, stream string, version int64, item ItemAdded) (bool, error)
+	// streamVersion reads a stream's current version.
+	streamVersion(ctx context.Context, stream string) (int64, error)
 	// readLog reads the sequenced events at positions from to to, in
 	// position order, and returns how many there were.
 	readLog(ctx context.Context, from, to int64) (int, error)
@@ -192,6 +198,21 @@ func (m *mireSystem) addItem(ctx context.Context, id string, item ItemAdded) (in
 	return root.Version(), nil
 }
 
+func (m *mireSystem) appendAt(ctx context.Context, stream string, version int64, item ItemAdded) (bool, error) {
+	_, err := m.es.Append(ctx, stream, core.Exact(version), core.Event{Data: item, Metadata: core.EventMetadata{Headers: headers}})
+	if errors.Is(err, core.ErrConcurrency) {
+		return false, nil
+	}
+	if err == nil {
+		m.appended.Add(1)
+	}
+	return err == nil, err
+}
+
+func (m *mireSystem) streamVersion(ctx context.Context, stream string) (int64, error) {
+	return m.es.StreamVersion(ctx, stream)
+}
+
 // readLog and readCategory count what they read, as a catching-up
 // projection would handle each event and let it go.
 func (m *mireSystem) readLog(ctx context.Context, from, to int64) (int, error) {
@@ -238,6 +259,7 @@ type rawSystem struct {
 	// selectLog and selectCategory read mire's own tables in one query each:
 	// the log joined to the events, in position order.
 	selectLog, selectCategory string
+	selectVersion             string
 }
 
 // rawTable is the baseline's table. raw_events takes appends; the stream
@@ -295,6 +317,7 @@ func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema st
 		insertCart:     fmt.Sprintf(insertOne, quoted+".raw_stream_events"),
 		selectLog:      logRows + `WHERE l.global_position BETWEEN $1 AND $2 ORDER BY l.global_position`,
 		selectCategory: logRows + `WHERE l.category = $1 ORDER BY l.global_position`,
+		selectVersion:  `SELECT coalesce(max(stream_version), 0) FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1`,
 	}, nil
 }
 
@@ -382,6 +405,23 @@ func (r *rawSystem) readStream(ctx context.Context, stream string) (int, error) 
 		return e, err
 	})
 	return len(events), err
+}
+
+// appendAt inserts into the table with the unique (stream_id,
+// stream_version) index: a unique violation is the conflict.
+func (r *rawSystem) appendAt(ctx context.Context, stream string, version int64, item ItemAdded) (bool, error) {
+	err := r.insert(ctx, r.insertCart, stream, version+1, item)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (r *rawSystem) streamVersion(ctx context.Context, stream string) (int64, error) {
+	var version int64
+	err := r.pool.QueryRow(ctx, r.selectVersion, stream).Scan(&version)
+	return version, err
 }
 
 func (r *rawSystem) readLog(ctx context.Context, from, to int64) (int, error) {

@@ -602,3 +602,77 @@ func (p *stallProxy) heal() {
 	defer p.mu.Unlock()
 	p.stalling = false
 }
+
+// Writers racing for one stream meet in groups, where only one of them can
+// take a version. The others conflict at once, seeing the winner's version
+// (alone, each would only be refused again and asked why), and the stream
+// then runs its appends alone for a while, so a hot stream costs what it
+// costs without grouping, while other streams keep grouping.
+func TestGroupedAppendsOnAContendedStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := groupedStore(t, 16)
+	const writers, rounds = 12, 30
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := []error{}
+	stored := 0
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var version int64
+			for range rounds {
+				_, err := es.Append(ctx, "account-hot", core.Exact(version), core.NewEvent(Deposited{Amount: int64(w)}))
+				var conflict *core.VersionConflictError
+				switch {
+				case err == nil:
+					version++
+					mu.Lock()
+					stored++
+					mu.Unlock()
+				case errors.As(err, &conflict):
+					if conflict.Actual <= version {
+						mu.Lock()
+						failures = append(failures, fmt.Errorf("a conflict at version %d says the stream is at %d", version, conflict.Actual))
+						mu.Unlock()
+					}
+					version = conflict.Actual
+				default:
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range failures {
+		t.Error(err)
+	}
+	assertStreamVersion(t, es, "account-hot", int64(stored))
+	events, err := es.ReadEvents(ctx, core.ReadStream("account-hot"))
+	if err != nil || len(events) != stored {
+		t.Fatalf("the stream holds %d events (%v), want the %d stored", len(events), err, stored)
+	}
+
+	// Other streams still group.
+	before := sharedTransactions(t, es)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				if _, err := es.Append(ctx, fmt.Sprintf("account-cold-%d", w), core.Exact(int64(i)), core.NewEvent(Deposited{Amount: 1})); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if sharedTransactions(t, es) == before {
+		t.Error("appends to uncontended streams no longer share transactions")
+	}
+}

@@ -30,6 +30,11 @@ type appendResult struct {
 	stored     bool
 	from       int64 // the stream version of the first event
 	recordedAt time.Time
+
+	// lost: not stored, and certainly a conflict, the stream being at
+	// least at version current (see appendGroups.run).
+	lost    bool
+	current int64
 }
 
 // appended reads a single-event statement's row: no row is a refusal.

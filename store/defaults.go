@@ -45,6 +45,12 @@ const (
 	// on its own, where waiting is safe.
 	groupLockTimeout = "100ms"
 
+	// contendedFor is how long appends to a stream run alone after one of
+	// its grouped appends lost to another of the same group; maxContended
+	// bounds the streams remembered so.
+	contendedFor = 100 * time.Millisecond
+	maxContended = 1024
+
 	// maxDrainers bounds the groups in flight at once. While one group runs,
 	// the next fills. One drainer made the largest groups on a 2-core machine;
 	// two leave a larger server room to run groups side by side.

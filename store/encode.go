@@ -21,6 +21,9 @@ type appendRequest struct {
 	events   []encodedEvent
 	// recorded are the events to report, without versions until stored.
 	recorded []core.RecordedEvent
+	// newIDs: the store generated every event id, so none can be stored
+	// already (the append is no retry).
+	newIDs bool
 }
 
 // encodedEvent is one event of an append as the statements take it.
@@ -62,6 +65,7 @@ func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion
 		expected: expected,
 		events:   make([]encodedEvent, len(events)),
 		recorded: make([]core.RecordedEvent, len(events)),
+		newIDs:   true,
 	}
 	seen := make(map[uuid.UUID]struct{}, len(events))
 	batchBytes := 0
@@ -101,6 +105,8 @@ func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion
 			if metadata.EventID, err = uuid.NewV7(); err != nil {
 				return nil, fmt.Errorf("mire: generating event id: %w", err)
 			}
+		} else {
+			req.newIDs = false
 		}
 		if _, dup := seen[metadata.EventID]; dup {
 			return nil, &core.InvalidInputError{Field: "event id", Value: metadata.EventID.String(),

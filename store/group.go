@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -41,6 +42,12 @@ type appendGroups struct {
 	queue    []*groupedAppend // appends waiting for a group
 	closed   bool             // close was called: no new groups
 	drained  chan struct{}    // closed when draining drops to 0; made by close
+
+	// contended holds streams whose grouped appends lately lost to
+	// another append of the group, until when they run alone: on a stream
+	// that writers race for, only one append of a group can win, and the
+	// others are better off alone, where a lost race costs no group.
+	contended map[string]time.Time
 }
 
 // groupedAppend is one caller's append waiting for, or in, a group.
@@ -73,6 +80,29 @@ func (g *appendGroups) doneAlone() {
 	g.mu.Lock()
 	g.solo--
 	g.mu.Unlock()
+}
+
+// isContended reports whether appends to stream run alone for now.
+func (g *appendGroups) isContended(stream string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	until, ok := g.contended[stream]
+	if ok && time.Now().After(until) {
+		delete(g.contended, stream)
+		return false
+	}
+	return ok
+}
+
+// markContended makes appends to stream run alone for contendedFor. The set
+// is bounded: past maxContended streams it starts afresh.
+func (g *appendGroups) markContended(stream string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.contended == nil || len(g.contended) >= maxContended {
+		g.contended = make(map[string]time.Time)
+	}
+	g.contended[stream] = time.Now().Add(contendedFor)
 }
 
 // append queues a single-event append for the next group and waits for its
@@ -215,11 +245,30 @@ func (g *appendGroups) run(group []*groupedAppend) {
 			"appends", len(requests), "error", err)
 		return
 	}
+	heads := map[string]int64{} // the highest version the group stored, by stream
 	for _, request := range group {
 		id := request.request.events[0].id
 		if result, ok := results[id]; ok {
 			request.result = result
 			delete(results, id) // the first request with the id was in the statement; a later one runs alone
+			heads[request.request.streamID] = max(heads[request.request.streamID], result.from)
+		}
+	}
+	// Writers of one stream often meet in one group, where only one can
+	// take a version. A request the statement skipped while it stored a
+	// later version of the same stream lost to it: alone it would only be
+	// refused again, and asked why. Its conflict is certain unless it is a
+	// retry of stored events, which only caller-chosen event ids can be.
+	for _, request := range group {
+		r := request.request
+		head, moved := heads[r.streamID]
+		if request.result.stored || !moved || !r.newIDs {
+			continue
+		}
+		exact, isExact := r.expected.ExactVersion()
+		if (isExact && head > exact) || r.expected.IsNoStream() {
+			request.result = appendResult{lost: true, current: head}
+			g.markContended(r.streamID)
 		}
 	}
 }

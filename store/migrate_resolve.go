@@ -71,6 +71,7 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogFunction, "read_log_backward(bigint, text[], integer)", true},
 		{catalogFunction, "read_category_forward(text, bigint, text[], integer)", true},
 		{catalogFunction, "read_category_backward(text, bigint, text[], integer)", true},
+		{catalogFunction, "events_stored(uuid[])", true},
 	},
 }
 

@@ -189,9 +189,7 @@ RETURNING event_id, stream_version, recorded_at;
 SELECT coalesce((
            SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
        ), 0)::bigint AS current_version,
-       EXISTS (
-           SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY(@event_ids::uuid[])
-       )::boolean AS duplicate_ids;
+       /* TEMPLATE: schema */events_stored(@event_ids::uuid[])::boolean AS duplicate_ids;
 
 -- name: EventFindByIDs :many
 -- The stored events among a batch of event ids, with their positions once

@@ -6,6 +6,7 @@ DROP FUNCTION read_log_backward(bigint, text[], integer);
 DROP FUNCTION read_category_forward(text, bigint, text[], integer);
 DROP FUNCTION read_category_backward(text, bigint, text[], integer);
 DROP VIEW positioned_events;
+DROP FUNCTION events_stored(uuid[]);
 
 -- grant_runtime gives a role what mire's runtime needs in this schema, and
 -- nothing that could rewrite or hide history. Run it as the schema's owner

@@ -1,5 +1,6 @@
--- Whole-log and category reads whose plans do not depend on statistics.
--- Runs with search_path set to the store's schema.
+-- Whole-log and category reads, and the check of a refused append, whose
+-- plans do not depend on statistics. Runs with search_path set to the
+-- store's schema.
 --
 -- A page of the log is a keyset read: the next max_events positions from a
 -- position on, joined to their events. The only good plan walks the log's
@@ -105,12 +106,27 @@ AS $$
     LIMIT max_events
 $$;
 
+-- Whether any of an append's event ids is stored: the question the store
+-- asks after a refused append, once per conflict. As a plain statement its
+-- generic plan, made while events was small, scanned the whole table on
+-- every conflict from then on.
+CREATE FUNCTION events_stored(event_ids uuid[]) RETURNS boolean
+    LANGUAGE sql
+    STABLE
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
+    SET jit = off
+AS $$
+    SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY (event_ids))
+$$;
+
 -- Invoker's rights: a role reads what it may read. Executable by the roles
 -- grant_runtime names, not by PUBLIC.
 REVOKE EXECUTE ON FUNCTION read_log_forward(bigint, text[], integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION read_log_backward(bigint, text[], integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION read_category_forward(text, bigint, text[], integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION read_category_backward(text, bigint, text[], integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION events_stored(uuid[]) FROM PUBLIC;
 
 
 -- grant_runtime and revoke_runtime cover the read functions, and every role
@@ -135,8 +151,8 @@ BEGIN
                    schema_name, runtime);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %I.sequence_events(), %I.read_log_forward(bigint, text[], integer),'
                    ' %I.read_log_backward(bigint, text[], integer), %I.read_category_forward(text, bigint, text[], integer),'
-                   ' %I.read_category_backward(text, bigint, text[], integer) TO %s',
-                   schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+                   ' %I.read_category_backward(text, bigint, text[], integer), %I.events_stored(uuid[]) TO %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
     INSERT INTO runtime_roles (role_name) VALUES (runtime::text::name) ON CONFLICT DO NOTHING;
 END;
 $$;
@@ -152,8 +168,8 @@ BEGIN
     EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', pg_get_serial_sequence(format('%I.events', schema_name), 'seq'), runtime);
     EXECUTE format('REVOKE ALL ON FUNCTION %I.sequence_events(), %I.read_log_forward(bigint, text[], integer),'
                    ' %I.read_log_backward(bigint, text[], integer), %I.read_category_forward(text, bigint, text[], integer),'
-                   ' %I.read_category_backward(text, bigint, text[], integer) FROM %s',
-                   schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+                   ' %I.read_category_backward(text, bigint, text[], integer), %I.events_stored(uuid[]) FROM %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
     EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM %s', schema_name, runtime);
     DELETE FROM runtime_roles WHERE role_name = runtime::text::name;
 END;
@@ -168,7 +184,7 @@ DECLARE
 BEGIN
     FOREACH fn IN ARRAY ARRAY['read_log_forward(bigint, text[], integer)', 'read_log_backward(bigint, text[], integer)',
                               'read_category_forward(text, bigint, text[], integer)',
-                              'read_category_backward(text, bigint, text[], integer)',
+                              'read_category_backward(text, bigint, text[], integer)', 'events_stored(uuid[])',
                               'grant_runtime(regrole)', 'revoke_runtime(regrole)'] LOOP
         EXECUTE format('ALTER FUNCTION %I.%s SET search_path = %I, pg_temp', current_schema(), fn, current_schema());
     END LOOP;

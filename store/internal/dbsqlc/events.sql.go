@@ -452,9 +452,7 @@ const eventAppendRefused = `-- name: EventAppendRefused :one
 SELECT coalesce((
            SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
        ), 0)::bigint AS current_version,
-       EXISTS (
-           SELECT 1 FROM /* TEMPLATE: schema */events WHERE event_id = ANY($2::uuid[])
-       )::boolean AS duplicate_ids
+       /* TEMPLATE: schema */events_stored($2::uuid[])::boolean AS duplicate_ids
 `
 
 type EventAppendRefusedParams struct {
