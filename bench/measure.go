@@ -97,8 +97,8 @@ type sample struct {
 
 func (s sample) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Seconds() }
 
-// measure runs sc on sys until b runs out. Appends and saves to mire run
-// with a sequencer, as in production, and the measurement ends only once it
+// measure runs sc on sys until b runs out. Appends, saves and loads of mire
+// run with a sequencer, as in production, and the measurement ends only once it
 // has given every appended event a position. Setup (the stream that reads
 // and loads read) happens before the measurement starts.
 func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (sample, error) {
@@ -114,8 +114,10 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 	if err != nil {
 		return sample{}, err
 	}
+	// Appends, saves and loads run beside a sequencer, as in production;
+	// the read scenarios read what a sweep already numbered.
 	_, isMire := sys.(*mireSystem)
-	sequenced := isMire && !sc.reads()
+	sequenced := isMire && (!sc.reads() || sc.scenario == scenarioLoad)
 	if sequenced {
 		stop, err := h.startSequencer(ctx)
 		if err != nil {
