@@ -72,13 +72,15 @@ func (s *EventStore) append(ctx context.Context, exec executor, streamID string,
 }
 
 // route sends an append where it runs: a single-event append on the pool
-// into a group with other callers' (see Config.SoloAppends) or alone;
-// anything else alone, and so appends to a stream writers are racing for. An append a group did not store runs alone, which
-// explains refusals, resolves retries and waits for locks.
+// into a group with other callers' (see Config.SoloAppends) or alone, as
+// anything else and appends to a stream writers are racing for. An append a
+// group did not store runs alone, which explains refusals, resolves retries
+// and waits for locks.
 func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest) (*core.CommittedEvents, error) {
 	_, onPool := exec.(*pgxpool.Pool)
-	if onPool && s.groups != nil && len(r.events) == 1 && !s.groups.isContended(r.streamID) {
-		if !s.groups.runAlone() {
+	if onPool && s.groups != nil && len(r.events) == 1 {
+		switch s.groups.admit(r.streamID) {
+		case grouped:
 			result, err := s.groups.append(ctx, r)
 			if err != nil || result.stored {
 				return r.committedOrNil(result), err
@@ -86,8 +88,9 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 			if result.lost {
 				return nil, &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: result.current}
 			}
-		} else {
+		case soloSlot:
 			defer s.groups.doneAlone()
+		case contendedRun:
 		}
 	}
 	return s.appendAlone(ctx, exec, onPool, r)

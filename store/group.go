@@ -63,35 +63,38 @@ func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
 	return &appendGroups{store: store, soloLimit: soloLimit}
 }
 
-// runAlone reports whether an append may run alone now: no group is being
-// written and a solo slot is free. If so, the caller calls doneAlone when it
-// has.
-func (g *appendGroups) runAlone() bool {
+// admission says where a single-event append runs.
+type admission uint8
+
+const (
+	grouped      admission = iota // queued for a group
+	soloSlot                      // alone, in a solo slot: call doneAlone after
+	contendedRun                  // alone, its stream being contended: no slot
+)
+
+// admit says where an append to stream runs now: alone when its stream is
+// contended, or when no group is being written and a solo slot is free (or
+// grouping is closed); else in a group.
+func (g *appendGroups) admit(stream string) admission {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if until, ok := g.contended[stream]; ok {
+		if time.Now().Before(until) {
+			return contendedRun
+		}
+		delete(g.contended, stream)
+	}
 	if g.closed || g.solo < g.soloLimit && g.draining == 0 {
 		g.solo++
-		return true
+		return soloSlot
 	}
-	return false
+	return grouped
 }
 
 func (g *appendGroups) doneAlone() {
 	g.mu.Lock()
 	g.solo--
 	g.mu.Unlock()
-}
-
-// isContended reports whether appends to stream run alone for now.
-func (g *appendGroups) isContended(stream string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	until, ok := g.contended[stream]
-	if ok && time.Now().After(until) {
-		delete(g.contended, stream)
-		return false
-	}
-	return ok
 }
 
 // markContended makes appends to stream run alone for contendedFor. The set
@@ -112,7 +115,7 @@ func (g *appendGroups) append(ctx context.Context, r *appendRequest) (appendResu
 	request := &groupedAppend{ctx: ctx, request: r, done: make(chan struct{})}
 	g.mu.Lock()
 	if g.closed {
-		// Closed since runAlone said no: no drainer may start now.
+		// Closed since admit said grouped: no drainer may start now.
 		g.mu.Unlock()
 		return appendResult{}, nil
 	}

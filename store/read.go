@@ -90,10 +90,11 @@ type pageSource struct {
 // pages returns the pages of q. On the pool, the next page is fetched (on
 // another connection) while the caller works through the current one: a
 // page costs a round trip and the server's work, which would otherwise
-// wait for the caller, and the caller for them. In a caller's transaction
-// pages are fetched in turn: the transaction's connection serves one
-// statement at a time, and the caller may use it between pages. At most two
-// pages are held, so memory stays constant.
+// wait for the caller, and the caller for them (whole-log reads fetch two
+// at once: see nextTwo). In a caller's transaction pages are fetched in
+// turn: the transaction's connection serves one statement at a time, and
+// the caller may use it between pages. At most five pages are held (the
+// caller's, two waiting, two being fetched), so memory stays constant.
 func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuery) pageSource {
 	page := newPager(s, q)
 	done := false
@@ -153,12 +154,7 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 			if events == nil && err == nil {
 				return
 			}
-			select {
-			case ahead <- fetched{events, err}:
-			case <-quit:
-				return
-			}
-			if err != nil {
+			if !deliver(fetched{events, err}) || err != nil {
 				return
 			}
 		}
