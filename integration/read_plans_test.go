@@ -191,3 +191,52 @@ func TestWholeLogReadByRanges(t *testing.T) {
 	}
 	check("with a gap", 0, positions(1, 95, 35))
 }
+
+// A stream read on the pool pages by ranges of versions, like the whole log
+// by positions: every event once, in order, from any version and with any
+// limit; a stream missing a version is read on by keyset.
+func TestStreamReadByRanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
+	batch := make([]core.Event, 95)
+	for i := range batch {
+		batch[i] = core.NewEvent(Deposited{Amount: int64(i)})
+	}
+	if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, from int64, limit int, want []int64) {
+		t.Helper()
+		q := core.ReadStream("account-1")
+		q.FromVersion, q.Limit = from, limit
+		events, err := es.ReadEvents(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := make([]int64, len(events))
+		for i, e := range events {
+			got[i] = e.StreamVersion
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: versions %v, want %v", name, got, want)
+		}
+	}
+	versions := func(from, to int64, except ...int64) []int64 {
+		var out []int64
+		for v := from; v <= to; v++ {
+			if !slices.Contains(except, v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	for _, from := range []int64{0, 1, 9, 20, 95} {
+		check(fmt.Sprintf("from %d", from), from, 0, versions(max(from, 1), 95))
+		check(fmt.Sprintf("from %d, limit 15", from), from, 15, versions(max(from, 1), min(95, max(from, 1)+14)))
+	}
+	if _, err := pgenv.Pool(t).Exec(ctx, "DELETE FROM "+storeTable(es, "events")+" WHERE stream_id = 'account-1' AND stream_version = 35"); err != nil {
+		t.Fatal(err)
+	}
+	check("with a gap", 0, 0, versions(1, 95, 35))
+}

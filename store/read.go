@@ -113,7 +113,7 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 		return pageSource{next: func() ([]*core.RecordedEvent, error) { return fetch(ctx) }, stop: func() {}}
 	}
 
-	if q.Direction == core.Forward && !q.IsStream() && q.Category == "" && len(page.types) == 0 {
+	if q.Direction == core.Forward && q.Category == "" && len(page.types) == 0 {
 		page.byRange, page.from = true, max(page.from, 1)
 	}
 	type fetched struct {
@@ -190,12 +190,13 @@ type pager struct {
 	byRange bool
 }
 
-// nextTwo fetches the next two pages of a whole-log read at once, on two
-// connections. Positions are gapless, so without a type filter or a limit
-// the page after this one starts a page later, and need not wait for this
-// one. A page that does not hold exactly its range (there is no such page,
-// but the pager does not rely on it) ends range paging: pages go on by
-// keyset from the last position delivered.
+// nextTwo fetches the next two pages of a read of the whole log or of a
+// stream at once, on two connections. Positions and a stream's versions
+// are gapless, so without a type filter the page after this one starts a
+// page later, and need not wait for this one. A page that does not hold
+// exactly its range (there is no such page, but the pager does not rely on
+// it) ends range paging: pages go on by keyset from the last key
+// delivered.
 func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedEvent, error) {
 	var sizes [2]int32
 	from := p.from
@@ -227,7 +228,7 @@ func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedE
 		if errs[i] != nil {
 			return out, errs[i]
 		}
-		if n := len(events); n > 0 && (events[0].GlobalPosition != p.from || events[n-1].GlobalPosition != p.from+int64(n)-1) {
+		if n := len(events); n > 0 && (p.key(events[0]) != p.from || p.key(events[n-1]) != p.from+int64(n)-1) {
 			p.byRange = false
 			return out, nil
 		}
@@ -264,6 +265,14 @@ func newPager(s *EventStore, q core.StreamQuery) *pager {
 	return p
 }
 
+// key is what the pager pages by: a stream's version, or the position.
+func (p *pager) key(e *core.RecordedEvent) int64 {
+	if p.query.IsStream() {
+		return e.StreamVersion
+	}
+	return e.GlobalPosition
+}
+
 func (p *pager) limit() int32 {
 	if p.remaining >= 0 && p.remaining < int(p.pageSize) {
 		return int32(p.remaining)
@@ -286,10 +295,7 @@ func (p *pager) next(ctx context.Context, exec executor) ([]*core.RecordedEvent,
 	forward := p.query.Direction == core.Forward
 	if n := len(events); n > 0 {
 		last := events[n-1]
-		key := last.StreamVersion
-		if !p.query.IsStream() {
-			key = last.GlobalPosition
-		}
+		key := p.key(last)
 		if forward {
 			p.from = key + 1
 		} else {
