@@ -132,111 +132,88 @@ func TestReadAheadStopsAndReportsErrors(t *testing.T) {
 	}
 }
 
-// A whole-log read on the pool fetches two pages at once, as ranges of
-// positions: positions are gapless, so the second page's start is known
-// before the first arrives. Every event comes once, in order, from any
-// start; and should the log ever miss a position, the read goes on by
-// keyset instead of repeating or skipping events.
-func TestWholeLogReadByRanges(t *testing.T) {
+// A read of the whole log or of a stream on the pool fetches two pages at
+// once, as ranges of positions or versions: both are gapless, so the second
+// page's start is known before the first arrives. Every event comes once,
+// in order, from any start and with any limit; and should the log or the
+// stream ever miss one (it never does: only a superuser could delete the
+// row), the read goes on by keyset instead of repeating or skipping events.
+func TestReadByRanges(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
-	batch := make([]core.Event, 95)
-	for i := range batch {
-		batch[i] = core.NewEvent(Deposited{Amount: int64(i)})
-	}
-	if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
-		t.Fatal(err)
-	}
-	check := func(name string, from int64, want []int64, limit ...int) {
-		t.Helper()
-		q := core.ReadAll()
-		q.FromPosition = from
-		if len(limit) > 0 {
-			q.Limit = limit[0]
-		}
-		events, err := es.ReadEvents(ctx, q)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		got := make([]int64, len(events))
-		for i, e := range events {
-			got[i] = e.GlobalPosition
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: positions %v, want %v", name, got, want)
-		}
-	}
-	positions := func(from, to int64, except ...int64) []int64 {
-		var out []int64
-		for p := from; p <= to; p++ {
-			if !slices.Contains(except, p) {
-				out = append(out, p)
+	for _, c := range []struct {
+		name  string
+		query func(from int64, limit int) core.StreamQuery
+		key   func(*core.RecordedEvent) int64
+		gap   string // SQL deleting the 35th event of the read, %s is the store's schema
+	}{
+		{
+			name: "whole log",
+			query: func(from int64, limit int) core.StreamQuery {
+				q := core.ReadAll()
+				q.FromPosition, q.Limit = from, limit
+				return q
+			},
+			key: func(e *core.RecordedEvent) int64 { return e.GlobalPosition },
+			gap: "DELETE FROM %s.event_log WHERE global_position = 35",
+		},
+		{
+			name: "stream",
+			query: func(from int64, limit int) core.StreamQuery {
+				q := core.ReadStream("account-1")
+				q.FromVersion, q.Limit = from, limit
+				return q
+			},
+			key: func(e *core.RecordedEvent) int64 { return e.StreamVersion },
+			gap: "DELETE FROM %s.events WHERE stream_id = 'account-1' AND stream_version = 35",
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
+			batch := make([]core.Event, 95)
+			for i := range batch {
+				batch[i] = core.NewEvent(Deposited{Amount: int64(i)})
 			}
-		}
-		return out
-	}
-	for _, from := range []int64{0, 1, 7, 10, 11, 90, 95} {
-		check(fmt.Sprintf("from %d", from), from, positions(max(from, 1), 95))
-	}
-	check("from past the head", 96, nil)
-	for _, limit := range []int{1, 9, 10, 11, 20, 25, 95, 200} {
-		check(fmt.Sprintf("from 3, limit %d", limit), 3, positions(3, min(95, int64(2+limit))), limit)
-	}
-
-	// A log that misses a position (it never does: only a superuser could
-	// delete the row) is read by keyset from the gap on.
-	if _, err := pgenv.Pool(t).Exec(ctx, "DELETE FROM "+storeTable(es, "event_log")+" WHERE global_position = 35"); err != nil {
-		t.Fatal(err)
-	}
-	check("with a gap", 0, positions(1, 95, 35))
-}
-
-// A stream read on the pool pages by ranges of versions, like the whole log
-// by positions: every event once, in order, from any version and with any
-// limit; a stream missing a version is read on by keyset.
-func TestStreamReadByRanges(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
-	batch := make([]core.Event, 95)
-	for i := range batch {
-		batch[i] = core.NewEvent(Deposited{Amount: int64(i)})
-	}
-	if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
-		t.Fatal(err)
-	}
-	check := func(name string, from int64, limit int, want []int64) {
-		t.Helper()
-		q := core.ReadStream("account-1")
-		q.FromVersion, q.Limit = from, limit
-		events, err := es.ReadEvents(ctx, q)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		got := make([]int64, len(events))
-		for i, e := range events {
-			got[i] = e.StreamVersion
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: versions %v, want %v", name, got, want)
-		}
-	}
-	versions := func(from, to int64, except ...int64) []int64 {
-		var out []int64
-		for v := from; v <= to; v++ {
-			if !slices.Contains(except, v) {
-				out = append(out, v)
+			if _, err := es.Append(ctx, "account-1", core.NoStream, batch...); err != nil {
+				t.Fatal(err)
 			}
-		}
-		return out
+			check := func(from int64, limit int, want []int64) {
+				t.Helper()
+				events, err := es.ReadEvents(ctx, c.query(from, limit))
+				if err != nil {
+					t.Fatalf("from %d, limit %d: %v", from, limit, err)
+				}
+				got := make([]int64, len(events))
+				for i, e := range events {
+					got[i] = c.key(e)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("from %d, limit %d: read %v, want %v", from, limit, got, want)
+				}
+			}
+			keys := func(from, to int64, except ...int64) []int64 {
+				var out []int64
+				for k := from; k <= to; k++ {
+					if !slices.Contains(except, k) {
+						out = append(out, k)
+					}
+				}
+				return out
+			}
+			for _, from := range []int64{0, 1, 7, 9, 10, 11, 20, 90, 95} {
+				check(from, 0, keys(max(from, 1), 95))
+				check(from, 15, keys(max(from, 1), min(95, max(from, 1)+14)))
+			}
+			check(96, 0, nil)
+			for _, limit := range []int{1, 9, 10, 11, 20, 25, 95, 200} {
+				check(3, limit, keys(3, min(95, int64(2+limit))))
+			}
+
+			if _, err := pgenv.Pool(t).Exec(ctx, fmt.Sprintf(c.gap, pgx.Identifier{es.Schema()}.Sanitize())); err != nil {
+				t.Fatal(err)
+			}
+			check(0, 0, keys(1, 95, 35))
+		})
 	}
-	for _, from := range []int64{0, 1, 9, 20, 95} {
-		check(fmt.Sprintf("from %d", from), from, 0, versions(max(from, 1), 95))
-		check(fmt.Sprintf("from %d, limit 15", from), from, 15, versions(max(from, 1), min(95, max(from, 1)+14)))
-	}
-	if _, err := pgenv.Pool(t).Exec(ctx, "DELETE FROM "+storeTable(es, "events")+" WHERE stream_id = 'account-1' AND stream_version = 35"); err != nil {
-		t.Fatal(err)
-	}
-	check("with a gap", 0, 0, versions(1, 95, 35))
 }

@@ -163,21 +163,11 @@ func TestSequencerAfterRestoreIntoAnotherCluster(t *testing.T) {
 		}
 	}
 
-	// Rewrite every xid as if the old cluster had been two billion
-	// transactions ahead of this one.
-	const ahead = "2000000000"
-	exec := func(sql string) {
-		t.Helper()
-		sql = fmt.Sprintf(sql, storeTable(es, "events"), storeTable(es, "event_log"), storeTable(es, "sequencer_sweeps"))
-		if _, err := pgenv.Pool(t).Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	exec(`UPDATE %[1]s SET xid = (xid::text::numeric + ` + ahead + `)::text::xid8`)
-	exec(`UPDATE %[2]s SET xid = (xid::text::numeric + ` + ahead + `)::text::xid8`)
-	exec(`UPDATE %[3]s SET snapshot = (
-	          (pg_snapshot_xmin(snapshot)::text::numeric + ` + ahead + `)::text || ':' ||
-	          (pg_snapshot_xmax(snapshot)::text::numeric + ` + ahead + `)::text || ':')::pg_snapshot`)
+	// Every xid as if the old cluster had been two billion transactions
+	// ahead of this one, with this cluster's identity: the sweep must see
+	// that xids went backwards.
+	ahead := currentXmax(t) + 2_000_000_000
+	restoreFromAnotherCluster(t, es, true, fmt.Sprintf("%d:%d:", ahead, ahead), ahead-10, ahead+1)
 
 	assigned, err := es.Sequence(ctx)
 	if err != nil {
