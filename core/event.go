@@ -91,6 +91,13 @@ type RecordedEvent struct {
 	// RecordedAt is when the event was appended, by the database clock, in
 	// UTC.
 	RecordedAt time.Time
+
+	// Upcasted reports that EventType and Data are already current: the
+	// registry's upcasters have run on them (the store's reads do that), so
+	// [Registry.Decode] and [Registry.Upcast] must not run them again. A
+	// same-type upcaster (a change of shape) applied twice would corrupt the
+	// data.
+	Upcasted bool
 }
 
 // CommittedEvents is the result of an append or save.

@@ -102,8 +102,9 @@ func (r *Registry) Encode(data EventData) ([]byte, error) {
 	return encoded, nil
 }
 
-// Decode upcasts a recorded event if an upcaster applies and decodes its data
-// into the registered Go type. Errors are [DecodeError]s naming the event;
+// Decode upcasts a recorded event if an upcaster applies and it is not
+// [RecordedEvent.Upcasted] yet (events from the store's reads are), and decodes
+// its data into the registered Go type. Errors are [DecodeError]s naming the event;
 // an unregistered type wraps [ErrUnknownEventType].
 func (r *Registry) Decode(recorded *RecordedEvent) (EventData, error) {
 	upcast, err := r.Upcast(recorded)

@@ -50,9 +50,13 @@ func (r *Registry) RenameEventType(oldType, newType string) error {
 }
 
 // Upcast returns recorded brought up to date by the registered upcasters:
-// recorded itself when none applies, otherwise a copy with the new type and
-// data. A failing upcaster yields a [DecodeError] naming the event.
+// recorded itself when none applies or it is already [RecordedEvent.Upcasted],
+// otherwise a copy with the new type and data, marked Upcasted. A failing
+// upcaster yields a [DecodeError] naming the event.
 func (r *Registry) Upcast(recorded *RecordedEvent) (*RecordedEvent, error) {
+	if recorded.Upcasted {
+		return recorded, nil
+	}
 	r.mu.RLock()
 	fn, ok := r.upcasters[recorded.EventType]
 	r.mu.RUnlock()
@@ -69,7 +73,7 @@ func (r *Registry) Upcast(recorded *RecordedEvent) (*RecordedEvent, error) {
 			return nil, decodeError(recorded, fmt.Errorf("upcasting %q: upcaster returned an empty event type", current.EventType))
 		}
 		sameType := eventType == current.EventType
-		current.EventType, current.Data = eventType, data
+		current.EventType, current.Data, current.Upcasted = eventType, data, true
 		if sameType {
 			return &current, nil
 		}

@@ -220,3 +220,59 @@ func TestAddUpcasterRejects(t *testing.T) {
 		t.Errorf("Upcast = %+v, %v; want the first upcaster", upcast, err)
 	}
 }
+
+// A same-type upcaster changes an event's shape and keeps its type: run
+// twice, it would apply the change twice. Decoding what Upcast (or the
+// store's Read) returned must not run it again.
+func TestUpcastRunsOnceBeforeDecode(t *testing.T) {
+	t.Parallel()
+	r := core.NewRegistry()
+	core.Register[pricedTicket](r)
+	runs := 0
+	// Prices were stored in euros and are now in cents: applied twice, a
+	// price of 10 would become 100000.
+	err := r.AddUpcaster("venue.ticket-sold", "venue.ticket-sold", func(data json.RawMessage) (string, json.RawMessage, error) {
+		runs++
+		var ticket pricedTicket
+		if err := json.Unmarshal(data, &ticket); err != nil {
+			return "", nil, err
+		}
+		ticket.Price *= 100
+		out, err := json.Marshal(ticket)
+		return "venue.ticket-sold", out, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := &core.RecordedEvent{StreamID: "venue-1", StreamVersion: 1,
+		EventType: "venue.ticket-sold", Data: json.RawMessage(`{"seat":"A1","price":10,"currency":"EUR"}`)}
+
+	upcast, err := r.Upcast(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !upcast.Upcasted || stored.Upcasted {
+		t.Fatalf("Upcasted: result %v, argument %v; want true, false", upcast.Upcasted, stored.Upcasted)
+	}
+	again, err := r.Upcast(upcast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := r.Decode(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decoded.(pricedTicket).Price; got != 1000 || runs != 1 {
+		t.Errorf("decoded price %d after %d upcaster runs; want 1000 after 1", got, runs)
+	}
+
+	// An event never upcast is upcast by Decode, once.
+	runs = 0
+	decoded, err = r.Decode(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decoded.(pricedTicket).Price; got != 1000 || runs != 1 {
+		t.Errorf("Decode of a stored event: price %d after %d runs; want 1000 after 1", got, runs)
+	}
+}

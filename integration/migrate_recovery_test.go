@@ -296,6 +296,12 @@ func assertEvents(t *testing.T, es *store.EventStore, want []*core.RecordedEvent
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, e := range got {
+		if !e.Upcasted {
+			t.Errorf("event %d read without Upcasted set", e.GlobalPosition)
+		}
+		e.Upcasted = false // compared with events as appended
+	}
 	ignore := cmp.FilterPath(func(p cmp.Path) bool {
 		name := p.Last().String()
 		return name == ".Metadata" || name == ".RecordedAt"
@@ -606,9 +612,9 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 	}
 	assertSearchPath("after MigrationVersion")
 
-	// Migration 5 half undone: a dirty version mire will not resolve.
-	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".read_log_forward(bigint, text[], integer)")
-	markDirty(t, es.Schema(), 5)
+	// Migration 6 half undone: a dirty version mire will not resolve.
+	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".read_log_forward(bigint, text[], integer, integer, integer)")
+	markDirty(t, es.Schema(), 6)
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)
 	}

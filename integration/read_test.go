@@ -533,6 +533,10 @@ func TestRecordedEventRoundTrip(t *testing.T) {
 	}
 	checkTimes(t, gotCommitted)
 
+	// Reads mark what they return as upcast: decoding must not upcast again.
+	for _, e := range want {
+		e.Upcasted = true
+	}
 	// Before sequencing, a stream read has no positions.
 	got, err := es.ReadEvents(ctx, core.ReadStream("account-1"))
 	if err != nil {
@@ -933,5 +937,80 @@ func TestLoadRacingFirstAppend(t *testing.T) {
 		t.Errorf("Load: %v", err)
 	case root.Version() != 1:
 		t.Errorf("Load returned version %d, want 1", root.Version())
+	}
+}
+
+// Partitions split a read by stream: every event of the log is in exactly
+// one partition, with its stream's other events, in position order, and
+// the partition is the one core.StreamPartition names.
+func TestReadPartitions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 7})
+	for i := range 60 {
+		category := []string{"account", "other"}[i%2]
+		if _, err := es.Append(ctx, fmt.Sprintf("%s-%d", category, i%13), core.Any, core.NewEvent(Deposited{Amount: 1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, category := range []string{"", "account"} {
+		whole, err := es.ReadEvents(ctx, core.StreamQuery{Category: category})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const partitions = 3
+		seen := map[int64]int{}
+		for p := range partitions {
+			events, err := es.ReadEvents(ctx, core.StreamQuery{Category: category, Partitions: partitions, Partition: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range events {
+				if want := core.StreamPartition(e.StreamID, partitions); want != p {
+					t.Errorf("%s in partition %d, want %d", e.StreamID, p, want)
+				}
+				if i > 0 && e.GlobalPosition <= events[i-1].GlobalPosition {
+					t.Errorf("partition %d out of order: %d after %d", p, e.GlobalPosition, events[i-1].GlobalPosition)
+				}
+				seen[e.GlobalPosition]++
+			}
+		}
+		if len(seen) != len(whole) {
+			t.Errorf("category %q: partitions hold %d events, the read %d", category, len(seen), len(whole))
+		}
+		for _, e := range whole {
+			if seen[e.GlobalPosition] != 1 {
+				t.Errorf("category %q: position %d is in %d partitions", category, e.GlobalPosition, seen[e.GlobalPosition])
+			}
+		}
+	}
+	// The database computes the buckets core.StreamBucket does.
+	var mismatches int
+	err := es.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM generate_series(1, 2000) AS i
+		WHERE %s.stream_bucket('order-' || i) <> ('x' || substr(md5('order-' || i), 1, 4))::bit(16)::integer %% 1024`,
+		pgx.Identifier{es.Schema()}.Sanitize())).Scan(&mismatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := es.Pool().Query(ctx, fmt.Sprintf(`SELECT i, %s.stream_bucket('order-' || i) FROM generate_series(1, 2000) AS i`,
+		pgx.Identifier{es.Schema()}.Sanitize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type bucketRow struct {
+		I      int
+		Bucket int16
+	}
+	buckets, err := pgx.CollectRows(rows, pgx.RowToStructByPos[bucketRow])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range buckets {
+		if id := fmt.Sprintf("order-%d", b.I); core.StreamBucket(id) != int(b.Bucket) {
+			t.Fatalf("stream_bucket(%q) = %d in SQL, %d in Go", id, b.Bucket, core.StreamBucket(id))
+		}
+	}
+	if mismatches != 0 || len(buckets) != 2000 {
+		t.Errorf("%d mismatches, %d buckets", mismatches, len(buckets))
 	}
 }

@@ -73,6 +73,8 @@ func (s *EventStore) read(ctx context.Context, exec executor, q core.StreamQuery
 					yield(nil, err)
 					return
 				}
+				// Current from here on: decoding it must not upcast again.
+				recorded.Upcasted = true
 				if !yield(recorded, nil) {
 					return
 				}
@@ -113,7 +115,8 @@ func (s *EventStore) pages(ctx context.Context, exec executor, q core.StreamQuer
 		return pageSource{next: func() ([]*core.RecordedEvent, error) { return fetch(ctx) }, stop: func() {}}
 	}
 
-	if q.Direction == core.Forward && q.Category == "" && len(page.types) == 0 {
+	// A partition's positions are not contiguous.
+	if q.Direction == core.Forward && q.Category == "" && len(page.types) == 0 && !q.IsPartitioned() {
 		page.byRange, page.from = true, max(page.from, 1)
 	}
 	type fetched struct {
