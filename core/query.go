@@ -40,7 +40,20 @@ type StreamQuery struct {
 
 	// EventTypes, when not empty, keeps only events of these types.
 	EventTypes []string
+
+	// Partitions, when above 1, splits the streams into that many partitions
+	// by a stable hash of their IDs (see [StreamPartition]), and a category or
+	// whole-log read keeps only the events of the streams in partition
+	// Partition (0 to Partitions-1). Every stream is in exactly one partition,
+	// so its events keep their order within it. At most [StreamBuckets].
+	Partitions int
+
+	// Partition is the partition read when Partitions is above 1.
+	Partition int
 }
+
+// IsPartitioned reports whether q reads one partition of several.
+func (q StreamQuery) IsPartitioned() bool { return q.Partitions > 1 }
 
 // ReadStream returns a forward query of one stream from its first event.
 func ReadStream(streamID string) StreamQuery { return StreamQuery{StreamID: streamID} }
@@ -78,6 +91,12 @@ func (q StreamQuery) Validate() error {
 		return invalid("from version", "FromVersion applies to stream reads; use FromPosition")
 	case q.StreamID != "" && q.FromPosition != 0:
 		return invalid("from position", "FromPosition applies to category and whole-log reads; use FromVersion")
+	case q.Partitions < 0 || q.Partitions > StreamBuckets:
+		return invalid("partitions", "%d partitions: want 0 to %d", q.Partitions, StreamBuckets)
+	case q.Partition < 0 || (q.Partition > 0 && q.Partition >= q.Partitions):
+		return invalid("partition", "partition %d of %d does not exist", q.Partition, q.Partitions)
+	case q.StreamID != "" && q.Partitions > 1:
+		return invalid("partitions", "partitions apply to category and whole-log reads")
 	}
 	if q.StreamID != "" {
 		if err := ValidateStreamID(q.StreamID); err != nil {

@@ -1,6 +1,8 @@
 package core_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -62,6 +64,55 @@ func TestStreamQueryHelpers(t *testing.T) {
 	for category, want := range map[string]string{"account": "account", "account-": "account", "account--": "account-", "": ""} {
 		if got := core.ReadCategory(category).NormalizedCategory(); got != want {
 			t.Errorf("NormalizedCategory(%q) = %q, want %q", category, got, want)
+		}
+	}
+}
+
+func TestStreamPartition(t *testing.T) {
+	t.Parallel()
+	// The sequencer computes the same buckets in SQL; these values pin the
+	// hash, which must never change (buckets are stored with every event).
+	for id, want := range map[string]int{"account-1": 615} {
+		if got := core.StreamBucket(id); got != want {
+			t.Errorf("StreamBucket(%q) = %d, want %d", id, got, want)
+		}
+	}
+	counts := make([]int, 4)
+	for i := range 4000 {
+		id := fmt.Sprintf("order-%d", i)
+		p := core.StreamPartition(id, 4)
+		if p != core.StreamBucket(id)%4 {
+			t.Fatalf("StreamPartition(%q, 4) = %d, not its bucket modulo 4", id, p)
+		}
+		counts[p]++
+	}
+	for p, n := range counts {
+		if n < 800 || n > 1200 {
+			t.Errorf("partition %d of 4 holds %d of 4000 streams: the hash does not spread them", p, n)
+		}
+	}
+	if got := core.StreamPartition("order-1", 1); got != 0 {
+		t.Errorf("StreamPartition with 1 partition = %d, want 0", got)
+	}
+}
+
+func TestStreamQueryPartitionValidation(t *testing.T) {
+	t.Parallel()
+	for _, q := range []core.StreamQuery{
+		{Partitions: -1},
+		{Partitions: core.StreamBuckets + 1},
+		{Partitions: 4, Partition: 4},
+		{Partitions: 4, Partition: -1},
+		{Partition: 1},
+		{StreamID: "order-1", Partitions: 2},
+	} {
+		if err := q.Validate(); !errors.Is(err, core.ErrInvalidInput) {
+			t.Errorf("Validate(%+v) = %v, want an invalid-input error", q, err)
+		}
+	}
+	for _, q := range []core.StreamQuery{{Partitions: 4, Partition: 3}, {Category: "order", Partitions: 2, Partition: 1}, {Partitions: 1}} {
+		if err := q.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", q, err)
 		}
 	}
 }

@@ -48,11 +48,13 @@ func TestReadPagesCostWhatTheyHold(t *testing.T) {
 	}
 	const pageSize = 50
 	pages := map[string]string{
-		"category, forward":   "read_category_forward('account', 1, NULL, %d)",
-		"category, backward":  "read_category_backward('account', 9223372036854775807, NULL, %d)",
-		"whole log, forward":  "read_log_forward(1, NULL, %d)",
-		"whole log, backward": "read_log_backward(9223372036854775807, NULL, %d)",
-		"category, filtered":  "read_category_forward('account', 1, ARRAY['account.deposited'], %d)",
+		"category, forward":     "read_category_forward('account', 1, NULL, %d, 0, 0)",
+		"category, backward":    "read_category_backward('account', 9223372036854775807, NULL, %d, 0, 0)",
+		"whole log, forward":    "read_log_forward(1, NULL, %d, 0, 0)",
+		"whole log, backward":   "read_log_backward(9223372036854775807, NULL, %d, 0, 0)",
+		"category, filtered":    "read_category_forward('account', 1, ARRAY['account.deposited'], %d, 0, 0)",
+		"partition of log":      "read_log_forward(1, NULL, %d, 4, 1)",
+		"partition of category": "read_category_forward('account', 1, NULL, %d, 4, 2)",
 	}
 	measure := func() map[string]int {
 		costs := map[string]int{}

@@ -323,25 +323,35 @@ var readStatements = map[readKey]readStatement{
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
-			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
+			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
 		return positionedRows(rows, err, sequenced)
 	},
 	{readCategory, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryBackward(ctx, db, &dbsqlc.EventReadCategoryBackwardParams{
-			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
+			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
 		return positionedRows(rows, err, sequenced)
 	},
 	{readAll, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadAllForward(ctx, db, &dbsqlc.EventReadAllForwardParams{
-			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
+			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
 		return positionedRows(rows, err, sequenced)
 	},
 	{readAll, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadAllBackward(ctx, db, &dbsqlc.EventReadAllBackwardParams{
-			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
+			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
 		return positionedRows(rows, err, sequenced)
 	},
 }
+
+// partitionCount and partitionIndex are a query's partition as the read
+// statements take it. Validate bounds both by core.StreamBuckets.
+func partitionCount(q core.StreamQuery) int32 { return int32(min(q.Partitions, core.StreamBuckets)) }
+
+func partitionIndex(q core.StreamQuery) int32 { return int32(min(q.Partition, core.StreamBuckets)) }
 
 // sequenced is a row of a whole-log or category page.
 func sequenced(r *dbsqlc.PositionedEvent) positionedRow {

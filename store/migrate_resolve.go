@@ -73,6 +73,22 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogFunction, "read_category_backward(text, bigint, text[], integer)", true},
 		{catalogFunction, "events_stored(uuid[])", true},
 	},
+	6: {
+		{catalogRelation, "subscriptions", true},
+		{catalogRelation, "subscription_workers", true},
+		{catalogRelation, "parked_streams", true},
+		{catalogRelation, "skipped_events", true},
+		{catalogColumn, "event_log.bucket", true},
+		{catalogFunction, "stream_bucket(text)", true},
+		{catalogFunction, "read_log_forward(bigint, text[], integer, integer, integer)", true},
+		{catalogFunction, "read_log_backward(bigint, text[], integer, integer, integer)", true},
+		{catalogFunction, "read_category_forward(text, bigint, text[], integer, integer, integer)", true},
+		{catalogFunction, "read_category_backward(text, bigint, text[], integer, integer, integer)", true},
+		{catalogFunction, "read_log_forward(bigint, text[], integer)", false},
+		{catalogFunction, "read_log_backward(bigint, text[], integer)", false},
+		{catalogFunction, "read_category_forward(text, bigint, text[], integer)", false},
+		{catalogFunction, "read_category_backward(text, bigint, text[], integer)", false},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows

@@ -242,6 +242,8 @@ func newSQLRenderer(schema string) *sqlRenderer {
 	return &sqlRenderer{quoted: quoted, replacer: strings.NewReplacer(
 		"/* TEMPLATE: schema */", quoted+".",
 		"/* TEMPLATE: schema_name */mire", quoted,
+		"/* TEMPLATE: channel */events", pgx.Identifier{schema + ".events"}.Sanitize(),
+		"/* TEMPLATE: channel */leases", pgx.Identifier{schema + ".leases"}.Sanitize(),
 	)}
 }
 

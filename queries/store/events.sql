@@ -277,16 +277,16 @@ LIMIT @max_events::integer;
 -- index-driven plan (see schema/migrations/000005_read_plans.up.sql).
 
 -- name: EventReadAllForward :many
-SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer);
+SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);
 
 -- name: EventReadAllBackward :many
-SELECT * FROM /* TEMPLATE: schema */read_log_backward(@from_position::bigint, @event_types::text[], @max_events::integer);
+SELECT * FROM /* TEMPLATE: schema */read_log_backward(@from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);
 
 -- name: EventReadCategoryForward :many
-SELECT * FROM /* TEMPLATE: schema */read_category_forward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer);
+SELECT * FROM /* TEMPLATE: schema */read_category_forward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);
 
 -- name: EventReadCategoryBackward :many
-SELECT * FROM /* TEMPLATE: schema */read_category_backward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer);
+SELECT * FROM /* TEMPLATE: schema */read_category_backward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);
 
 -- name: EventSequence :one
 -- Assigns global positions to the events committed since the last run; see

@@ -631,17 +631,25 @@ func (q *Queries) EventLoadStream(ctx context.Context, db DBTX, arg *EventLoadSt
 }
 
 const eventReadAllBackward = `-- name: EventReadAllBackward :many
-SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_backward($1::bigint, $2::text[], $3::integer)
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_backward($1::bigint, $2::text[], $3::integer, $4::integer, $5::integer)
 `
 
 type EventReadAllBackwardParams struct {
-	FromPosition int64
-	EventTypes   []string
-	MaxEvents    int32
+	FromPosition   int64
+	EventTypes     []string
+	MaxEvents      int32
+	PartitionCount int32
+	PartitionIndex int32
 }
 
 func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventReadAllBackwardParams) ([]*PositionedEvent, error) {
-	rows, err := db.Query(ctx, eventReadAllBackward, arg.FromPosition, arg.EventTypes, arg.MaxEvents)
+	rows, err := db.Query(ctx, eventReadAllBackward,
+		arg.FromPosition,
+		arg.EventTypes,
+		arg.MaxEvents,
+		arg.PartitionCount,
+		arg.PartitionIndex,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -676,19 +684,27 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 
 const eventReadAllForward = `-- name: EventReadAllForward :many
 
-SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_forward($1::bigint, $2::text[], $3::integer)
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_forward($1::bigint, $2::text[], $3::integer, $4::integer, $5::integer)
 `
 
 type EventReadAllForwardParams struct {
-	FromPosition int64
-	EventTypes   []string
-	MaxEvents    int32
+	FromPosition   int64
+	EventTypes     []string
+	MaxEvents      int32
+	PartitionCount int32
+	PartitionIndex int32
 }
 
 // Whole-log and category pages come from functions whose settings pin the
 // index-driven plan (see schema/migrations/000005_read_plans.up.sql).
 func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventReadAllForwardParams) ([]*PositionedEvent, error) {
-	rows, err := db.Query(ctx, eventReadAllForward, arg.FromPosition, arg.EventTypes, arg.MaxEvents)
+	rows, err := db.Query(ctx, eventReadAllForward,
+		arg.FromPosition,
+		arg.EventTypes,
+		arg.MaxEvents,
+		arg.PartitionCount,
+		arg.PartitionIndex,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -722,14 +738,16 @@ func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventRe
 }
 
 const eventReadCategoryBackward = `-- name: EventReadCategoryBackward :many
-SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_backward($1::text, $2::bigint, $3::text[], $4::integer)
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_backward($1::text, $2::bigint, $3::text[], $4::integer, $5::integer, $6::integer)
 `
 
 type EventReadCategoryBackwardParams struct {
-	Category     string
-	FromPosition int64
-	EventTypes   []string
-	MaxEvents    int32
+	Category       string
+	FromPosition   int64
+	EventTypes     []string
+	MaxEvents      int32
+	PartitionCount int32
+	PartitionIndex int32
 }
 
 func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *EventReadCategoryBackwardParams) ([]*PositionedEvent, error) {
@@ -738,6 +756,8 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 		arg.FromPosition,
 		arg.EventTypes,
 		arg.MaxEvents,
+		arg.PartitionCount,
+		arg.PartitionIndex,
 	)
 	if err != nil {
 		return nil, err
@@ -772,14 +792,16 @@ func (q *Queries) EventReadCategoryBackward(ctx context.Context, db DBTX, arg *E
 }
 
 const eventReadCategoryForward = `-- name: EventReadCategoryForward :many
-SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_forward($1::text, $2::bigint, $3::text[], $4::integer)
+SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_category_forward($1::text, $2::bigint, $3::text[], $4::integer, $5::integer, $6::integer)
 `
 
 type EventReadCategoryForwardParams struct {
-	Category     string
-	FromPosition int64
-	EventTypes   []string
-	MaxEvents    int32
+	Category       string
+	FromPosition   int64
+	EventTypes     []string
+	MaxEvents      int32
+	PartitionCount int32
+	PartitionIndex int32
 }
 
 func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *EventReadCategoryForwardParams) ([]*PositionedEvent, error) {
@@ -788,6 +810,8 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 		arg.FromPosition,
 		arg.EventTypes,
 		arg.MaxEvents,
+		arg.PartitionCount,
+		arg.PartitionIndex,
 	)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,19 @@ type EventLog struct {
 	Seq            int64
 	Xid            uint64
 	Category       *string
+	Bucket         int16
+}
+
+type ParkedStream struct {
+	Name             string
+	Partition        int32
+	StreamID         string
+	StreamVersion    int64
+	GlobalPosition   int64
+	Error            string
+	ParkedAt         time.Time
+	RetryRequestedAt *time.Time
+	SkipReason       *string
 }
 
 type PositionedEvent struct {
@@ -62,10 +75,46 @@ type SequencerSweep struct {
 	Snapshot         interface{}
 }
 
+type SkippedEvent struct {
+	Name           string
+	Partition      int32
+	GlobalPosition int64
+	StreamID       string
+	StreamVersion  int64
+	Reason         string
+	Error          *string
+	SkippedAt      time.Time
+}
+
 type Snapshot struct {
 	StreamID      string
 	StreamVersion int64
 	SchemaVersion int32
 	State         []byte
 	TakenAt       time.Time
+}
+
+type Subscription struct {
+	Name           string
+	Partition      int32
+	Partitions     int32
+	Checkpoint     int64
+	State          string
+	Worker         *string
+	Fence          int64
+	LeaseExpiresAt *time.Time
+	AttemptFrom    *int64
+	AttemptTo      *int64
+	Attempts       int32
+	LastError      *string
+	ErrorPosition  *int64
+	ParkedChanges  int64
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type SubscriptionWorker struct {
+	Name      string
+	Worker    string
+	ExpiresAt time.Time
 }
