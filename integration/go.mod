@@ -31,6 +31,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/kr/text v0.2.0 // indirect
+	github.com/mire-go/mire/runner v0.0.0
 	github.com/moby/docker-image-spec v1.3.1 // indirect
 	github.com/moby/sys/user v0.3.0 // indirect
 	github.com/moby/term v0.5.2 // indirect
@@ -56,3 +57,5 @@ replace (
 	github.com/mire-go/mire/schema => ../schema
 	github.com/mire-go/mire/store => ../store
 )
+
+replace github.com/mire-go/mire/runner => ../runner
