@@ -72,10 +72,12 @@ type Config struct {
 	// transaction, at most MaxBatchSize. Defaults to BatchSizeDefault (100).
 	BatchSize int
 
-	// MaxAttempts is how many times an event is tried before the
-	// subscription's FailurePolicy applies. Attempts are stored before each
-	// dispatch, so attempts that crashed the process count too. Defaults to
-	// MaxAttemptsDefault (5).
+	// MaxAttempts is how many times an event is tried on its own before
+	// the subscription's FailurePolicy applies (an event that first failed
+	// in a batch of a TransactionalEventHandler is tried once more: the
+	// batch is retried one event at a time to find it). Attempts are stored
+	// before each dispatch, so attempts that crashed the process count too.
+	// Defaults to MaxAttemptsDefault (5).
 	MaxAttempts int
 
 	// RetryBackoff is the pause after a handler's first failure; it
