@@ -12,6 +12,8 @@ require (
 	github.com/ory/dockertest/v3 v3.12.0
 )
 
+require go.uber.org/goleak v1.3.0 // indirect
+
 require (
 	dario.cat/mergo v1.0.0 // indirect
 	github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect

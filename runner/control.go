@@ -99,7 +99,8 @@ type ResetOpts struct {
 // Reset moves subscription's checkpoint to position (0 rebuilds it from
 // the start of the log): its leaders are fenced, their batches in flight
 // roll back, and the subscription goes on from position+1 with the next
-// leader. A failed partition runs again; a paused one stays paused.
+// leader. A failed partition runs again; a paused one stays paused; parked
+// streams are released (the replay reaches their events again).
 func (c *Control) Reset(ctx context.Context, subscription string, position int64, opts *ResetOpts) error {
 	if position < 0 {
 		return &core.InvalidInputError{Field: "position", Reason: fmt.Sprintf("%d is negative", position)}

@@ -158,6 +158,12 @@ func (d *db) recordAttempt(ctx context.Context, h held, from, to int64) (attempt
 	return int(row.Attempts), deref(row.AttemptTo), deref(row.LastError), nil
 }
 
+func (d *db) undoAttempt(ctx context.Context, h held, from int64) error {
+	err := d.q.AttemptUndo(ctx, d.pool(), &dbsqlc.AttemptUndoParams{
+		Name: h.name, Partition: int32(h.partition), Worker: h.worker, Fence: h.fence, AttemptFrom: from})
+	return d.fail("undo attempt", err)
+}
+
 func (d *db) attemptFailed(ctx context.Context, h held, position int64, cause error) error {
 	err := d.q.AttemptFailed(ctx, d.pool(), &dbsqlc.AttemptFailedParams{
 		LastError: truncateError(cause), ErrorPosition: position, Name: h.name, Partition: int32(h.partition), Worker: h.worker, Fence: h.fence})

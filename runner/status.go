@@ -1,6 +1,9 @@
 package runner
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // State is a subscription partition's state.
 type State string
@@ -73,4 +76,25 @@ type SkippedEvent struct {
 	Reason         string
 	Error          string
 	SkippedAt      time.Time
+}
+
+// LeaseInfo is the lease a handler runs under.
+type LeaseInfo struct {
+	Subscription string
+	Partition    int
+	Partitions   int
+	Worker       string
+	// FenceToken grows with every change of leader. Pass it to a system
+	// outside PostgreSQL that can refuse writes from an older token, to
+	// fence a superseded leader's side effects there too.
+	FenceToken int64
+}
+
+type leaseKey struct{}
+
+// Lease returns the lease under which the handler given ctx runs; ok is
+// false outside a handler.
+func Lease(ctx context.Context) (info LeaseInfo, ok bool) {
+	info, ok = ctx.Value(leaseKey{}).(LeaseInfo)
+	return info, ok
 }

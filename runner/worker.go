@@ -35,6 +35,8 @@ type worker struct {
 }
 
 func (w *worker) run(ctx context.Context) {
+	ctx = context.WithValue(ctx, leaseKey{}, LeaseInfo{Subscription: w.sub.Name, Partition: w.lease.partition,
+		Partitions: w.sub.partitions(), Worker: w.lease.worker, FenceToken: w.lease.fence})
 	cfg := w.runner.config
 	w.backoff = lifecycle.Backoff{Min: cfg.RetryBackoff, Max: cfg.MaxRetryBackoff}
 	for ctx.Err() == nil {
@@ -164,6 +166,14 @@ func (w *worker) handleBatch(ctx context.Context, events []*core.RecordedEvent, 
 		if errors.Is(cause, errFenced) || ctx.Err() != nil {
 			return cause
 		}
+		if !w.isEventFailure(cause) {
+			// The database failed us, not the events: the attempt does not
+			// count against them.
+			if err := db.undoAttempt(ctx, w.lease.held, events[handled].GlobalPosition); err != nil {
+				cfg.Logger.WarnContext(ctx, "runner: could not take back an attempt lost to the database", "error", err)
+			}
+			return cause
+		}
 		events = events[handled:]
 		failed := events[0]
 		if handled > 0 {
@@ -262,19 +272,45 @@ func (w *worker) handle(ctx context.Context, scope *store.Scope, recorded *core.
 	switch {
 	case errors.Is(err, core.ErrUnknownEventType):
 	case err != nil:
-		return err
+		return &eventFailure{err}
 	default:
 		event.Event = data
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("runner: handler panicked: %v\n%s", p, debug.Stack())
+			err = &eventFailure{fmt.Errorf("runner: handler panicked: %v\n%s", p, debug.Stack())}
 		}
 	}()
 	if scope != nil {
-		return w.sub.TxHandler(ctx, scope, event)
+		err = w.sub.TxHandler(ctx, scope, event)
+	} else {
+		err = w.sub.Handler(ctx, event)
 	}
-	return w.sub.Handler(ctx, event)
+	if err != nil {
+		return &eventFailure{err}
+	}
+	return nil
+}
+
+// eventFailure is an error of the handler (or of decoding) for an event:
+// what attempts count. Other errors of a dispatch are the database's.
+type eventFailure struct{ err error }
+
+func (e *eventFailure) Error() string { return e.err.Error() }
+func (e *eventFailure) Unwrap() error { return e.err }
+
+// isEventFailure reports an error the event's handling caused, as opposed
+// to a lost connection or an unavailable database, in the runner's own
+// statements or in the handler's.
+func (w *worker) isEventFailure(err error) bool {
+	var failure *eventFailure
+	if !errors.As(err, &failure) {
+		return false
+	}
+	// The handler's own statements return the driver's errors: classify
+	// them as the store does its own.
+	kind, ok := core.DBKind(w.runner.store.DatabaseError("handle", failure.err))
+	return !ok || kind != core.DBConnection
 }
 
 // giveUp applies the failure policy to an event that failed MaxAttempts

@@ -87,6 +87,14 @@ SET attempts = CASE WHEN attempt_from = @attempt_from::bigint THEN attempts + 1 
 WHERE name = @name AND partition = @partition AND worker = @worker::text AND fence = @fence
 RETURNING attempts, attempt_to, last_error;
 
+-- name: AttemptUndo :exec
+-- Takes back an attempt that failed for want of the database (a lost
+-- connection), not because of its events.
+UPDATE /* TEMPLATE: schema */subscriptions
+SET attempts = greatest(attempts - 1, 0)
+WHERE name = @name AND partition = @partition AND worker = @worker::text AND fence = @fence
+  AND attempt_from = @attempt_from::bigint;
+
 -- name: AttemptFailed :exec
 -- Records why the last attempt failed.
 UPDATE /* TEMPLATE: schema */subscriptions
@@ -134,7 +142,8 @@ SELECT changed.partition FROM changed, pg_notify(@channel::text, @name::text);
 -- holds their leases: the fence moves too and the lease is freed, so a
 -- leader's batch in flight rolls back instead of committing past the
 -- reset, and the leader acquires the partition again from the new
--- checkpoint. A failed partition runs again.
+-- checkpoint. A failed partition runs again; parked streams are released,
+-- since the replay reaches their events again.
 WITH changed AS (
     UPDATE /* TEMPLATE: schema */subscriptions AS s
     SET checkpoint = @checkpoint::bigint, fence = s.fence + 1, worker = NULL, lease_expires_at = NULL,
@@ -142,6 +151,10 @@ WITH changed AS (
         state = CASE WHEN s.state = 'failed' THEN 'running' ELSE s.state END, updated_at = now()
     WHERE s.name = @name::text AND (sqlc.narg('partition')::integer IS NULL OR s.partition = sqlc.narg('partition')::integer)
     RETURNING s.partition
+), unparked AS (
+    DELETE FROM /* TEMPLATE: schema */parked_streams AS p
+    USING changed
+    WHERE p.name = @name::text AND p.partition = changed.partition
 )
 SELECT changed.partition FROM changed, pg_notify(@channel::text, @name::text);
 

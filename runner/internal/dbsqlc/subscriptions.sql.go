@@ -79,6 +79,34 @@ func (q *Queries) AttemptRecord(ctx context.Context, db DBTX, arg *AttemptRecord
 	return &i, err
 }
 
+const attemptUndo = `-- name: AttemptUndo :exec
+UPDATE /* TEMPLATE: schema */subscriptions
+SET attempts = greatest(attempts - 1, 0)
+WHERE name = $1 AND partition = $2 AND worker = $3::text AND fence = $4
+  AND attempt_from = $5::bigint
+`
+
+type AttemptUndoParams struct {
+	Name        string
+	Partition   int32
+	Worker      string
+	Fence       int64
+	AttemptFrom int64
+}
+
+// Takes back an attempt that failed for want of the database (a lost
+// connection), not because of its events.
+func (q *Queries) AttemptUndo(ctx context.Context, db DBTX, arg *AttemptUndoParams) error {
+	_, err := db.Exec(ctx, attemptUndo,
+		arg.Name,
+		arg.Partition,
+		arg.Worker,
+		arg.Fence,
+		arg.AttemptFrom,
+	)
+	return err
+}
+
 const checkpointOf = `-- name: CheckpointOf :one
 SELECT s.checkpoint, s.state, s.error_position, s.last_error,
        coalesce((SELECT p.stream_version FROM /* TEMPLATE: schema */parked_streams AS p
@@ -658,6 +686,10 @@ WITH changed AS (
         state = CASE WHEN s.state = 'failed' THEN 'running' ELSE s.state END, updated_at = now()
     WHERE s.name = $2::text AND ($4::integer IS NULL OR s.partition = $4::integer)
     RETURNING s.partition
+), unparked AS (
+    DELETE FROM /* TEMPLATE: schema */parked_streams AS p
+    USING changed
+    WHERE p.name = $2::text AND p.partition = changed.partition
 )
 SELECT changed.partition FROM changed, pg_notify($1::text, $2::text)
 `
@@ -673,7 +705,8 @@ type SubscriptionResetParams struct {
 // holds their leases: the fence moves too and the lease is freed, so a
 // leader's batch in flight rolls back instead of committing past the
 // reset, and the leader acquires the partition again from the new
-// checkpoint. A failed partition runs again.
+// checkpoint. A failed partition runs again; parked streams are released,
+// since the replay reaches their events again.
 func (q *Queries) SubscriptionReset(ctx context.Context, db DBTX, arg *SubscriptionResetParams) ([]int32, error) {
 	rows, err := db.Query(ctx, subscriptionReset,
 		arg.Channel,
