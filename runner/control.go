@@ -226,16 +226,16 @@ func (c *Control) positionOf(ctx context.Context, committed *core.CommittedEvent
 		if err != nil {
 			return 0, err
 		}
-		if len(events) == 0 {
-			return 0, fmt.Errorf("runner: stream %q has no version %d", committed.StreamID, committed.ToVersion)
-		}
-		if events[0].GlobalPosition > 0 {
+		if len(events) > 0 && events[0].GlobalPosition > 0 {
 			return events[0].GlobalPosition, nil
 		}
-		// Not sequenced yet: sequence (a no-op when a sequencer just did),
-		// and on a replica wait for the primary's sequencer.
-		if _, err := c.store.Sequence(ctx); err != nil && !errors.Is(err, core.ErrDatabase) {
-			return 0, err
+		// Not sequenced yet: sequence (a no-op when a sequencer just did).
+		// On a read replica the events may not even be there yet; wait
+		// for the primary's sequencer and for replication.
+		if len(events) > 0 {
+			if _, err := c.store.Sequence(ctx); err != nil && !errors.Is(err, core.ErrDatabase) {
+				return 0, err
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -206,13 +206,16 @@ func (c *coordinator) release(ctx context.Context, l *lease) {
 	c.runner.config.Logger.InfoContext(ctx, "runner: lease released", "subscription", l.name, "partition", l.partition, "fence", l.fence)
 }
 
+// releaseAll gives up every lease at shutdown. The runner stops counting
+// as a candidate first: a standby woken by a release then takes the whole
+// share the runner leaves, not its share with the runner still counted.
 func (c *coordinator) releaseAll(ctx context.Context) {
-	for _, p := range slices.Sorted(maps.Keys(c.leases)) {
-		c.release(ctx, c.leases[p])
-	}
 	cleanup, cancel := lifecycle.CleanupContext(ctx, c.runner.config.LeaseTTL/3)
 	defer cancel()
 	_ = c.runner.db.forgetWorker(cleanup, c.sub.Name, c.runner.config.WorkerID) // it expires on its own otherwise
+	for _, p := range slices.Sorted(maps.Keys(c.leases)) {
+		c.release(ctx, c.leases[p])
+	}
 }
 
 func workerHash(id string) uint32 {

@@ -146,6 +146,9 @@ func (w *worker) retryParked(ctx context.Context, p parked) error {
 	if cause == nil {
 		return w.released(ctx, p.streamID)
 	}
+	if !w.isEventFailure(cause) {
+		return cause // the retry stays requested: the worker tries again
+	}
 	failedAt := held[handled]
 	if w.sub.TxHandler != nil {
 		failedAt = held[0]
