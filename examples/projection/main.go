@@ -164,7 +164,10 @@ func startRunner(ctx context.Context, es *store.EventStore, balances *Balances) 
 	if err != nil {
 		return nil, err
 	}
-	return r, r.Start(ctx)
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func stopRunner(ctx context.Context, r *runner.Runner) error {

@@ -119,7 +119,10 @@ func replica(ctx context.Context, es *store.EventStore, orders *Orders, worker s
 	if err != nil {
 		return nil, err
 	}
-	return r, r.Start(ctx)
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Run is the demo. It prints what happens to out.
