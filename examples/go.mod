@@ -8,6 +8,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mire-go/mire/core v0.0.0
 	github.com/mire-go/mire/integration v0.0.0-00010101000000-000000000000
+	github.com/mire-go/mire/runner v0.0.0
 	github.com/mire-go/mire/store v0.0.0
 )
 
@@ -54,6 +55,7 @@ require (
 replace (
 	github.com/mire-go/mire/core => ../core
 	github.com/mire-go/mire/integration => ../integration
+	github.com/mire-go/mire/runner => ../runner
 	github.com/mire-go/mire/schema => ../schema
 	github.com/mire-go/mire/store => ../store
 )
