@@ -72,6 +72,36 @@ func TestRunnerPartitionsRebalance(t *testing.T) {
 	_ = a
 }
 
+// Joining and leaving are announced: with rechecks ten seconds apart, a
+// runner that joins gets its share of partitions, and one that stops hands
+// all of its own over, within a second.
+func TestRunnerRebalancesAtOnce(t *testing.T) {
+	t.Parallel()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	sub := runner.Subscription{Name: "spread", Handler: func(context.Context, runner.HandledEvent) error { return nil }, Partitions: 4}
+	c := runner.NewControl(es)
+	slow := func() *runner.Config { return &runner.Config{LeaseTTL: 30 * time.Second, RecheckInterval: 10 * time.Second} }
+	newReplica(t, es.Schema(), "a", slow(), sub)
+	eventually(t, 5*time.Second, "a leads all four", func() bool { return held(t, c, "spread")["a"] == 4 })
+	joined := time.Now()
+	b := newReplica(t, es.Schema(), "b", slow(), sub)
+	eventually(t, 5*time.Second, "a and b lead two each", func() bool {
+		h := held(t, c, "spread")
+		return h["a"] == 2 && h["b"] == 2
+	})
+	if took := time.Since(joined); took > time.Second {
+		t.Errorf("b got its share %v after joining", took)
+	}
+	stopped := time.Now()
+	if err := b.runner.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a leads all four again", func() bool { return held(t, c, "spread")["a"] == 4 })
+	if took := time.Since(stopped); took > time.Second {
+		t.Errorf("a took b's partitions %v after b stopped", took)
+	}
+}
+
 // Under PollOnly (no LISTEN, for transaction-pooling proxies) events arrive
 // by polling.
 func TestRunnerPollOnly(t *testing.T) {

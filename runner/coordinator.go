@@ -46,8 +46,8 @@ func (c *coordinator) run(ctx context.Context) {
 	name := c.sub.Name
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	wake := r.leaseSignal(name).wait()
 	for {
-		wake := r.leaseSignal(name).wait()
 		select {
 		case <-ctx.Done():
 			c.releaseAll(ctx)
@@ -55,6 +55,8 @@ func (c *coordinator) run(ctx context.Context) {
 		case <-timer.C:
 		case <-wake:
 		}
+		// Taken before the step: an announcement during it wakes the next.
+		wake = r.leaseSignal(name).wait()
 		c.step(ctx)
 		timer.Reset(r.config.RecheckInterval)
 	}

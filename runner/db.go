@@ -74,8 +74,12 @@ func (d *db) storedPartitions(ctx context.Context, name string) (int, error) {
 // heartbeat records worker as live for name and returns how many other
 // workers are.
 func (d *db) heartbeat(ctx context.Context, name, worker string, ttl time.Duration) (int, error) {
-	others, err := d.q.WorkerHeartbeat(ctx, d.pool(), &dbsqlc.WorkerHeartbeatParams{Name: name, Worker: worker, TtlMs: ttl.Milliseconds()})
-	return int(others), d.fail("heartbeat", err)
+	row, err := d.q.WorkerHeartbeat(ctx, d.pool(), &dbsqlc.WorkerHeartbeatParams{
+		Name: name, Worker: worker, TtlMs: ttl.Milliseconds(), Channel: d.store.LeaseChannel()})
+	if err != nil {
+		return 0, d.fail("heartbeat", err)
+	}
+	return int(row.Others), nil
 }
 
 func (d *db) forgetWorker(ctx context.Context, name, worker string) error {

@@ -21,19 +21,22 @@ WHERE name = @name;
 -- name: WorkerHeartbeat :one
 -- Records worker as a live candidate for leading name's partitions, forgets
 -- candidates gone quiet, and returns how many other live candidates there
--- are.
+-- are. A worker that joins announces it, so that leaders give up what is
+-- now beyond their share without waiting for their next recheck.
 WITH beat AS (
     INSERT INTO /* TEMPLATE: schema */subscription_workers (name, worker, expires_at)
     VALUES (@name, @worker, now() + sqlc.arg(ttl_ms)::bigint * interval '1 millisecond')
     ON CONFLICT (name, worker) DO UPDATE SET expires_at = excluded.expires_at
-    RETURNING worker
+    RETURNING (xmax = 0) AS joined
 ), gone AS (
     DELETE FROM /* TEMPLATE: schema */subscription_workers AS w
     WHERE w.name = @name AND w.expires_at < now() - interval '1 minute'
+), announced AS (
+    SELECT pg_notify(@channel::text, @name::text) FROM beat WHERE beat.joined
 )
-SELECT count(*)::integer AS others
-FROM /* TEMPLATE: schema */subscription_workers AS w
-WHERE w.name = @name AND w.worker <> @worker AND w.expires_at >= now();
+SELECT (SELECT count(*) FROM /* TEMPLATE: schema */subscription_workers AS w
+        WHERE w.name = @name AND w.worker <> @worker AND w.expires_at >= now())::integer AS others,
+       (SELECT count(*) FROM announced)::integer AS announced;
 
 -- name: WorkerForget :exec
 DELETE FROM /* TEMPLATE: schema */subscription_workers

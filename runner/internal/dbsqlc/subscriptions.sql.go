@@ -894,28 +894,42 @@ WITH beat AS (
     INSERT INTO /* TEMPLATE: schema */subscription_workers (name, worker, expires_at)
     VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
     ON CONFLICT (name, worker) DO UPDATE SET expires_at = excluded.expires_at
-    RETURNING worker
+    RETURNING (xmax = 0) AS joined
 ), gone AS (
     DELETE FROM /* TEMPLATE: schema */subscription_workers AS w
     WHERE w.name = $1 AND w.expires_at < now() - interval '1 minute'
+), announced AS (
+    SELECT pg_notify($4::text, $1::text) FROM beat WHERE beat.joined
 )
-SELECT count(*)::integer AS others
-FROM /* TEMPLATE: schema */subscription_workers AS w
-WHERE w.name = $1 AND w.worker <> $2 AND w.expires_at >= now()
+SELECT (SELECT count(*) FROM /* TEMPLATE: schema */subscription_workers AS w
+        WHERE w.name = $1 AND w.worker <> $2 AND w.expires_at >= now())::integer AS others,
+       (SELECT count(*) FROM announced)::integer AS announced
 `
 
 type WorkerHeartbeatParams struct {
-	Name   string
-	Worker string
-	TtlMs  int64
+	Name    string
+	Worker  string
+	TtlMs   int64
+	Channel string
+}
+
+type WorkerHeartbeatRow struct {
+	Others    int32
+	Announced int32
 }
 
 // Records worker as a live candidate for leading name's partitions, forgets
 // candidates gone quiet, and returns how many other live candidates there
-// are.
-func (q *Queries) WorkerHeartbeat(ctx context.Context, db DBTX, arg *WorkerHeartbeatParams) (int32, error) {
-	row := db.QueryRow(ctx, workerHeartbeat, arg.Name, arg.Worker, arg.TtlMs)
-	var others int32
-	err := row.Scan(&others)
-	return others, err
+// are. A worker that joins announces it, so that leaders give up what is
+// now beyond their share without waiting for their next recheck.
+func (q *Queries) WorkerHeartbeat(ctx context.Context, db DBTX, arg *WorkerHeartbeatParams) (*WorkerHeartbeatRow, error) {
+	row := db.QueryRow(ctx, workerHeartbeat,
+		arg.Name,
+		arg.Worker,
+		arg.TtlMs,
+		arg.Channel,
+	)
+	var i WorkerHeartbeatRow
+	err := row.Scan(&i.Others, &i.Announced)
+	return &i, err
 }
