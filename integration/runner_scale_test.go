@@ -80,7 +80,9 @@ func TestRunnerRebalancesAtOnce(t *testing.T) {
 	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
 	sub := runner.Subscription{Name: "spread", Handler: func(context.Context, runner.HandledEvent) error { return nil }, Partitions: 4}
 	c := runner.NewControl(es)
-	slow := func() *runner.Config { return &runner.Config{LeaseTTL: 30 * time.Second, RecheckInterval: 10 * time.Second} }
+	slow := func() *runner.Config {
+		return &runner.Config{LeaseTTL: 30 * time.Second, RecheckInterval: 10 * time.Second}
+	}
 	newReplica(t, es.Schema(), "a", slow(), sub)
 	eventually(t, 5*time.Second, "a leads all four", func() bool { return held(t, c, "spread")["a"] == 4 })
 	joined := time.Now()
