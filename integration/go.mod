@@ -12,7 +12,7 @@ require (
 	github.com/ory/dockertest/v3 v3.12.0
 )
 
-require go.uber.org/goleak v1.3.0 // indirect
+require go.uber.org/goleak v1.3.0
 
 require (
 	dario.cat/mergo v1.0.0 // indirect
@@ -34,6 +34,7 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/mire-go/mire/runner v0.0.0
+	github.com/mire-go/mire/saga v0.0.0
 	github.com/moby/docker-image-spec v1.3.1 // indirect
 	github.com/moby/sys/user v0.3.0 // indirect
 	github.com/moby/term v0.5.2 // indirect
@@ -61,3 +62,5 @@ replace (
 )
 
 replace github.com/mire-go/mire/runner => ../runner
+
+replace github.com/mire-go/mire/saga => ../saga

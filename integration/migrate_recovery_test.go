@@ -612,9 +612,10 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 	}
 	assertSearchPath("after MigrationVersion")
 
-	// Migration 6 half undone: a dirty version mire will not resolve.
-	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".read_log_forward(bigint, text[], integer, integer, integer)")
-	markDirty(t, es.Schema(), 6)
+	// The latest migration half undone: a dirty version mire will not
+	// resolve.
+	adminExec(t, "DROP INDEX "+quoteIdent(es.Schema())+".saga_instances_due_idx")
+	markDirty(t, es.Schema(), 7)
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)
 	}

@@ -75,6 +75,12 @@ func (r *Runner) Add(sub Subscription) error {
 	return nil
 }
 
+// NewEvents returns a channel closed the next time this runner learns of
+// new events in the log (the sequencer's notification, or a poll while
+// notifications are off or lost). Components that follow the log beside the
+// runner (the saga engine) wait on it instead of listening themselves.
+func (r *Runner) NewEvents() <-chan struct{} { return r.newEvents.wait() }
+
 // WorkerID returns the id this runner takes leases under.
 func (r *Runner) WorkerID() string { return r.config.WorkerID }
 

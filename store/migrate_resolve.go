@@ -89,6 +89,11 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogFunction, "read_category_forward(text, bigint, text[], integer)", false},
 		{catalogFunction, "read_category_backward(text, bigint, text[], integer)", false},
 	},
+	7: {
+		{catalogRelation, "saga_instances", true},
+		{catalogRelation, "saga_instances_due_idx", true},
+		{catalogRelation, "saga_instances_status_idx", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows
