@@ -39,7 +39,7 @@ type StockReserved struct {
 	OrderID string `json:"order_id"`
 }
 
-func (StockReserved) EventType() string                 { return "stock.reserved" }
+func (StockReserved) EventType() string                  { return "stock.reserved" }
 func (e StockReserved) IntoResponse() core.ResponseValue { return core.OKResponse(e) }
 
 type StockUnavailable struct {
@@ -62,7 +62,7 @@ type PaymentTaken struct {
 	OrderID string `json:"order_id"`
 }
 
-func (PaymentTaken) EventType() string                 { return "payment.taken" }
+func (PaymentTaken) EventType() string                  { return "payment.taken" }
 func (e PaymentTaken) IntoResponse() core.ResponseValue { return core.OKResponse(e) }
 
 type PaymentDeclined struct {
@@ -70,7 +70,7 @@ type PaymentDeclined struct {
 	Why     string `json:"why"`
 }
 
-func (PaymentDeclined) EventType() string                 { return "payment.declined" }
+func (PaymentDeclined) EventType() string                  { return "payment.declined" }
 func (e PaymentDeclined) IntoResponse() core.ResponseValue { return core.ErrorResponse(e, e.Why) }
 
 // StockReply and PaymentReply are the unions of replies AwaitResponse

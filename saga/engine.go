@@ -86,8 +86,8 @@ type Metrics interface {
 
 type noMetrics struct{}
 
-func (noMetrics) Started(string)                      {}
-func (noMetrics) Ended(string, Status)                {}
+func (noMetrics) Started(string)                     {}
+func (noMetrics) Ended(string, Status)               {}
 func (noMetrics) Step(string, time.Duration, Status) {}
 
 // Status is where a saga is.

@@ -64,6 +64,23 @@ type RuntimeRole struct {
 	GrantedAt time.Time
 }
 
+type SagaInstance struct {
+	Name              string
+	ID                string
+	StreamID          string
+	CorrelationID     [16]byte
+	DefinitionVersion int32
+	Status            string
+	WakeAt            *time.Time
+	ClaimedBy         *string
+	ClaimedUntil      *time.Time
+	Attempts          int32
+	LastError         *string
+	Result            []byte
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
 type SchemaMigration struct {
 	Version int64
 	Dirty   bool
