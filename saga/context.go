@@ -227,7 +227,7 @@ func (j *journal) record(id uuid.UUID, e core.EventData) {
 	case compensating:
 		j.cause = &e
 	case compensated:
-		j.undone[e.Index] = true
+		j.undone[e.Index] = e.Seq
 	case finished:
 		j.finished = &e
 	}

@@ -296,7 +296,13 @@ func (e *Engine) run(ctx context.Context) {
 		for _, c := range claimed {
 			slots <- struct{}{}
 			wg.Go(func() {
-				defer func() { <-slots; done <- struct{}{} }()
+				defer func() {
+					<-slots
+					select { // a hint for the dispatcher; never wait for it
+					case done <- struct{}{}:
+					default:
+					}
+				}()
 				e.execute(ctx, c)
 			})
 		}
@@ -400,7 +406,8 @@ func (e *Engine) runOnce(c *Context, def definitionInfo) (Status, release, bool,
 	}
 	cause = j.cause.Cause
 	for i := len(c.compensations) - 1; i >= 0; i-- {
-		if j.undone[i] {
+		if seq, done := j.undone[i]; done {
+			c.seq = seq
 			continue
 		}
 		err := e.callCompensation(c, c.compensations[i])
@@ -422,7 +429,7 @@ func (e *Engine) runOnce(c *Context, def definitionInfo) (Status, release, bool,
 			}
 			return StatusCompensationFailed, release{status: StatusCompensationFailed, lastError: msg}, false, nil
 		}
-		if err := c.journalStep(nil, compensated{Index: i, Name: c.compensations[i].name}); err != nil {
+		if err := c.journalStep(nil, compensated{Index: i, Name: c.compensations[i].name, Seq: c.seq}); err != nil {
 			_, r, again := e.stopped(c)
 			return r.status, r, again, nil
 		}

@@ -90,10 +90,13 @@ type compensating struct {
 
 func (compensating) EventType() string { return "saga.compensating" }
 
-// compensated: compensation Index (in registration order) ran.
+// compensated: compensation Index (in registration order) ran, and the
+// saga's operations were numbered up to Seq when it returned: a replay
+// that skips it goes on numbering from there.
 type compensated struct {
 	Index int    `json:"index"`
 	Name  string `json:"name"`
+	Seq   int    `json:"seq"`
 }
 
 func (compensated) EventType() string { return "saga.compensated" }
@@ -126,7 +129,7 @@ type journal struct {
 	timedOut  map[int]bool
 	cancel    *cancelRequested
 	cause     *compensating
-	undone    map[int]bool // compensations that ran
+	undone    map[int]int // compensations that ran: the operation count after each
 	finished  *finished
 }
 
@@ -138,7 +141,7 @@ type inboxEntry struct {
 // readJournal indexes a journal's events.
 func readJournal(events []*core.RecordedEvent) (*journal, error) {
 	j := &journal{steps: map[int]stepped{}, consumed: map[int]uuid.UUID{}, taken: map[uuid.UUID]bool{},
-		timedOut: map[int]bool{}, undone: map[int]bool{}}
+		timedOut: map[int]bool{}, undone: map[int]int{}}
 	for _, e := range events {
 		j.version = e.StreamVersion
 		var err error
@@ -179,7 +182,7 @@ func readJournal(events []*core.RecordedEvent) (*journal, error) {
 		case compensated{}.EventType():
 			var c compensated
 			if err = json.Unmarshal(e.Data, &c); err == nil {
-				j.undone[c.Index] = true
+				j.undone[c.Index] = c.Seq
 			}
 		case finished{}.EventType():
 			var f finished
