@@ -116,7 +116,8 @@ func BenchmarkSave(b *testing.B) { benchmarkWriters(b, mire, scenarioSave, 1, 1,
 
 func BenchmarkSaveRaw(b *testing.B) { benchmarkWriters(b, raw, scenarioSave, 1, 1, 16) }
 
-// TestRun runs every scenario briefly, to prove the harness works.
+// TestRun runs every scenario briefly, to prove the harness works (the
+// failover scenario with short leases only).
 func TestRun(t *testing.T) {
 	t.Parallel()
 	url := pgenv.URL(t)
@@ -131,6 +132,7 @@ func TestRun(t *testing.T) {
 		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
 		batchSize: 10, readEvents: 250, logEvents: 2000, streamLength: 20, scenarios: scenarios,
 		contendedWriters: []int{4}, contendedStreams: []int{2},
+		catchUpBatch: 500, latencyWriters: 2, latencyRate: 200, failoverTTL: time.Second, failoverRecheck: 100 * time.Millisecond,
 	}
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
@@ -148,9 +150,27 @@ func TestRun(t *testing.T) {
 	}
 	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire", "append_contended/raw", "append_contended/mire",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
-		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire"}
+		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire",
+		"catchup/raw", "catchup/mire", "catchup/mire+batch500", "latency/mire", "failover/mire", "failover/mire"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got rows %v, want %v", got, want)
+	}
+	for _, row := range rows {
+		if (row.RatioToRaw == nil) != (row.Scenario == scenarioLatency || row.Scenario == scenarioFailover) {
+			t.Errorf("row %s/%s: ratio to raw %v: want one exactly for scenarios with a baseline", row.Scenario, row.System, row.RatioToRaw)
+		}
+	}
+	if l := rows[20].LatencyMillis; l == nil || l.Events == 0 || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latency row %+v: want percentiles over its events", rows[20])
+	}
+	// A killed leader's lease is taken over once it expires, within
+	// LeaseTTL + RecheckInterval (here with a second for a loaded
+	// machine); a stopped one's at once, long before it would expire.
+	if kill := rows[21].Takeover; kill == nil || len(kill.Samples) != o.rounds || kill.Bound != 1100 || kill.Max > kill.Bound+1000 {
+		t.Errorf("failover row after a kill %+v: want %d takeovers within LeaseTTL + RecheckInterval", rows[21], o.rounds)
+	}
+	if stop := rows[22].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
+		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[22], o.rounds)
 	}
 	// A snapshotted load replays nothing: it reads the snapshot, finds no
 	// later events and checks the stream's version.

@@ -26,6 +26,9 @@ type harness struct {
 	admin *pgxpool.Pool // sequencer, head checks, WAL positions, DDL
 	stmts *statementCounter
 	cpu   *cpuMeter
+	// poolConfig is what both pools are made from: the failover scenario
+	// opens a pool per runner from it.
+	poolConfig *pgxpool.Config
 
 	mire         *mireSystem
 	mireSnapshot *mireSystem // the same store, loading from snapshots
@@ -52,6 +55,7 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 	}
 	h := &harness{stmts: &statementCounter{}, cpu: &cpuMeter{}, readCarts: map[int]string{}, logBlocks: map[int]logBlock{}}
 	config.AfterConnect = h.cpu.afterConnect
+	h.poolConfig = config
 	defer func() {
 		if err != nil {
 			h.close()
@@ -118,10 +122,18 @@ func (h *harness) newCartID() string {
 	return strconv.FormatInt(h.carts.Add(1), 10)
 }
 
-// systems returns the systems sc compares, the baseline first.
+// systems returns the systems sc compares, the baseline first; latency and
+// failover have none, and run on mire alone.
 func (h *harness) systems(sc spec) []system {
-	if sc.scenario == scenarioLoad {
+	switch sc.scenario {
+	case scenarioLoad:
 		return []system{h.raw, h.mire, h.mireSnapshot}
+	case scenarioCatchUp:
+		if sc.runnerBatch > 0 {
+			return []system{h.raw, h.mire, &mireSystem{es: h.mire.es, appended: h.mire.appended, runnerBatch: sc.runnerBatch}}
+		}
+	case scenarioLatency, scenarioFailover:
+		return []system{h.mire}
 	}
 	return []system{h.raw, h.mire}
 }
@@ -269,12 +281,16 @@ func newSchemaNames() (mireSchema, rawSchema string) {
 }
 
 // logCategory is the category of half the events of the block the
-// read_log and read_category scenarios read; the other half is in
+// read_log, read_category and catchup scenarios read; the other half is in
 // cartCategory.
 const logCategory = "ledger"
 
-// logBlock is a run of sequenced events: positions from to to.
-type logBlock struct{ from, to int64 }
+// logBlock is a run of sequenced events: positions from to to, the last
+// of them appended by last.
+type logBlock struct {
+	from, to int64
+	last     *core.CommittedEvents
+}
 
 // logBlockSize is how many events the block sc reads holds.
 func logBlockSize(sc spec) int {
@@ -284,8 +300,8 @@ func logBlockSize(sc spec) int {
 	return sc.batch
 }
 
-// logBlock returns the block of n events that read_log and read_category
-// read, appending it the first time: streams of 100 events, every other
+// logBlock returns the block of n events that read_log, read_category and
+// catchup read, appending it the first time: streams of 100 events, every other
 // one in logCategory (the only events of that category), then sequenced.
 func (h *harness) logBlock(ctx context.Context, n int) (logBlock, error) {
 	h.mu.Lock()
@@ -303,8 +319,9 @@ func (h *harness) logBlock(ctx context.Context, n int) (logBlock, error) {
 	if err != nil {
 		return logBlock{}, err
 	}
+	var stream string
 	for i := 0; i < n/100; i++ {
-		stream := cartStream(h.newCartID())
+		stream = cartStream(h.newCartID())
 		if i%2 == 0 {
 			stream = core.StreamID(logCategory, h.newCartID())
 		}
@@ -318,7 +335,7 @@ func (h *harness) logBlock(ctx context.Context, n int) (logBlock, error) {
 	if _, err := h.waitSequenced(ctx); err != nil {
 		return logBlock{}, err
 	}
-	block := logBlock{from: head + 1, to: head + int64(n)}
+	block := logBlock{from: head + 1, to: head + int64(n), last: &core.CommittedEvents{StreamID: stream, FromVersion: 1, ToVersion: 100}}
 	h.logBlocks[n] = block
 	return block, nil
 }

@@ -2,8 +2,8 @@
 // PostgreSQL server in the same run, and writes a table to stdout and, with
 // -out, the results to a JSON file.
 //
-//	go run ./bench                      # from the repository root, about 2.5 minutes
-//	go run ./bench -quick               # a sanity check, about 20 seconds
+//	go run ./bench                      # from the repository root, about 4 minutes
+//	go run ./bench -quick               # a sanity check, about 30 seconds
 //	go run ./bench -out bench/results.json  # record the committed results (make bench-record)
 //	go run ./bench -writers 1,4,16 -rounds 5 -duration 5s
 //	go test -bench . ./bench/...        # the same scenarios as Go benchmarks
@@ -29,6 +29,24 @@
 //     event, save it with optimistic concurrency (mire: store.LoadOrNew,
 //     Root.RecordEvent, store.Save); each writer saves to carts of its own,
 //     a new one every 100 saves, once per -save-writers entry.
+//   - catchup: the projection runner (github.com/mire-go/mire/runner)
+//     catching up on read_log's block: a subscription over the whole log,
+//     its checkpoint just before the block, with a no-op TxHandler, timed
+//     from Runner.Start until WaitFor on the block's last append returns;
+//     with the default BatchSize and, as mire+batch<N>, with -catchup-batch.
+//     Against read_log's raw query over the same rows.
+//   - latency: -latency-writers writers append one event at a time, pacing
+//     -latency-rate events/s in all, for -duration, while a runner with
+//     default settings handles them (an EventHandler); each event's latency
+//     is from its append's return to the handler's call. No baseline.
+//   - failover: two runners, each on a pool of its own, lead one
+//     subscription under the latency scenario's appends; the leader is
+//     killed (its sessions terminated with pg_terminate_backend, its pool
+//     refusing connections, so it neither renews nor releases its lease),
+//     or stopped (Runner.Stop, which releases it), and the takeover is the
+//     time until the standby handles its first event. With -failover-ttl
+//     and -failover-recheck, and -failover-default-rounds times with the
+//     runner's defaults. No baseline.
 //
 // The baseline inserts into a table with a bigserial primary key and no
 // other index, in autocommit: one event with INSERT ... VALUES, a batch with
@@ -41,9 +59,11 @@
 // Each scenario runs -rounds rounds; a round measures both systems for
 // -duration, reversing their order every other round (raw mire, mire raw,
 // mire raw, raw mire, ...) so that drift on the server hits all alike, and
-// the report gives the median of the rounds. Appends and saves to mire run
+// the report gives the median of the rounds (latency: percentiles over
+// every event of every round). Appends and saves to mire run
 // with a store.Sequencer assigning global
-// positions every 20ms, as in production; every measurement waits until all
+// positions every 20ms, as in production (the runner scenarios run the
+// runner's own, as production does); every measurement waits until all
 // appended events have a position, and the run ends by checking that the
 // log's head equals the number of events appended.
 //
@@ -63,6 +83,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -93,6 +114,7 @@ func run() (err error) {
 		contendedStreams: []int{4, 1},
 		scenarios:        slices.Clone(scenarios),
 	}
+	runnerLog := false
 	flag.DurationVar(&o.duration, "duration", 2500*time.Millisecond, "how long each measurement runs")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up per scenario and system")
 	flag.IntVar(&o.rounds, "rounds", 3, "measurements per scenario and system; the median is reported")
@@ -103,12 +125,21 @@ func run() (err error) {
 	flag.IntVar(&o.readEvents, "read-events", 10_000, "length of the stream the read and load scenarios read")
 	flag.Var((*intList)(&o.contendedWriters), "contended-writers", "comma-separated writer counts for append_contended")
 	flag.Var((*intList)(&o.contendedStreams), "contended-streams", "comma-separated stream counts for append_contended, one per writer count")
-	flag.IntVar(&o.logEvents, "log-events", 100_000, "events the read_log scenario reads from a position on; read_category reads half of them")
+	flag.IntVar(&o.logEvents, "log-events", 100_000, "events the read_log scenario reads from a position on and catchup catches up on; read_category reads half of them")
 	flag.IntVar(&o.streamLength, "stream-length", 1000, "events a writer appends to a stream before starting a new one")
 	flag.Var((*stringList)(&o.scenarios), "scenarios", "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
+	flag.IntVar(&o.catchUpBatch, "catchup-batch", 1000, "runner BatchSize of catchup's second mire row, beside the default's; 0 for none")
+	flag.IntVar(&o.latencyWriters, "latency-writers", 16, "writers appending during the latency and failover scenarios")
+	flag.IntVar(&o.latencyRate, "latency-rate", 2000, "events/s those writers append in all")
+	flag.DurationVar(&o.failoverTTL, "failover-ttl", 2*time.Second, "runner LeaseTTL in the failover scenario")
+	flag.DurationVar(&o.failoverRecheck, "failover-recheck", 200*time.Millisecond, "runner RecheckInterval in the failover scenario")
+	flag.IntVar(&o.failoverDefaultRounds, "failover-default-rounds", 1,
+		"rounds of the failover scenario with the runner's default LeaseTTL and RecheckInterval (a kill takes 13-17s); 0 for none")
+	flag.BoolVar(&runnerLog, "runner-log", false, "log the runners' diagnostics to stderr")
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
 	flag.IntVar(&soloAppends, "solo-appends", 0, "mire's Config.SoloAppends: 0 for the default, -1 to turn group commit off")
-	quick := flag.Bool("quick", false, "a short sanity run (about 20s): -rounds 1 -duration 750ms -warmup 150ms")
+	quick := flag.Bool("quick", false,
+		"a short sanity run (about 30s): -rounds 1 -duration 750ms -warmup 150ms -failover-default-rounds 0 (unless given)")
 	// Only when asked: bench/results.json is committed, and a sanity run
 	// must not overwrite it.
 	out := flag.String("out", "", "where to write the JSON results (make bench-record: bench/results.json); empty for nowhere")
@@ -116,6 +147,12 @@ func run() (err error) {
 	flag.Parse()
 	if *quick {
 		o.rounds, o.duration, o.warmup = 1, 750*time.Millisecond, 150*time.Millisecond
+		if !flagGiven("failover-default-rounds") {
+			o.failoverDefaultRounds = 0
+		}
+	}
+	if runnerLog {
+		runnerLogger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if err := o.validate(); err != nil {
 		return err
@@ -204,6 +241,13 @@ func (h *harness) headCheck(ctx context.Context) (*HeadCheck, error) {
 	}
 	appended := h.mire.appended.Load()
 	return &HeadCheck{EventsAppended: appended, Head: head, OK: head == appended}, nil
+}
+
+// flagGiven reports whether the flag name was given on the command line.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // intList is a flag of comma-separated integers.

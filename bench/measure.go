@@ -27,11 +27,20 @@ const (
 	// last saw and, after a conflict, reads the stream's version and tries
 	// again. spec.streams streams for spec.writers writers.
 	scenarioContended = "append_contended"
+
+	// The projection runner (runner.go): a runner catching up on the block
+	// read_log reads; the latency from an append's return to its handling
+	// under spec.writers writers pacing spec.rate events/s; and a
+	// standby's takeover when the leader is killed or stopped
+	// (spec.failover) under the same appends.
+	scenarioCatchUp  = "catchup"
+	scenarioLatency  = "latency"
+	scenarioFailover = "failover"
 )
 
 // scenarios are the scenario names in the order they run.
 var scenarios = []string{scenarioAppend, scenarioBatch, scenarioContended, scenarioRead, scenarioLoad, scenarioSave,
-	scenarioReadLog, scenarioReadCategory}
+	scenarioReadLog, scenarioReadCategory, scenarioCatchUp, scenarioLatency, scenarioFailover}
 
 // saveStreamLength is how many saves a writer of the save scenario makes to
 // a cart before it starts a new one, so that loads stay equally cheap.
@@ -49,21 +58,46 @@ type spec struct {
 
 	// streams is how many streams the writers of append_contended share.
 	streams int
+
+	// rounds, when not 0, replaces -rounds for this scenario.
+	rounds int
+
+	// The runner scenarios: the BatchSize of catchup's tuned runner (0 for
+	// none), the events/s latency's and failover's writers append in all,
+	// and how failover ends the leader.
+	runnerBatch int
+	rate        int
+	failover    failover
 }
 
 // reads reports whether sc only reads: it reads a stream loaded at setup,
 // and mire needs no sequencer for it.
 func (s spec) reads() bool {
 	switch s.scenario {
-	case scenarioRead, scenarioLoad, scenarioReadLog, scenarioReadCategory:
+	case scenarioRead, scenarioLoad, scenarioReadLog, scenarioReadCategory, scenarioCatchUp:
+		return true
+	}
+	return false
+}
+
+// runsRunner reports whether sc runs the projection runner, which runs its
+// own sequencer.
+func (s spec) runsRunner() bool {
+	switch s.scenario {
+	case scenarioCatchUp, scenarioLatency, scenarioFailover:
 		return true
 	}
 	return false
 }
 
 func (s spec) String() string {
-	if s.scenario == scenarioContended {
+	switch s.scenario {
+	case scenarioContended:
 		return fmt.Sprintf("%s writers=%d streams=%d", s.scenario, s.writers, s.streams)
+	case scenarioLatency:
+		return fmt.Sprintf("%s writers=%d events/s=%d", s.scenario, s.writers, s.rate)
+	case scenarioFailover:
+		return fmt.Sprintf("%s %v", s.scenario, s.failover)
 	}
 	return fmt.Sprintf("%s writers=%d events/op=%d", s.scenario, s.writers, s.batch)
 }
@@ -87,20 +121,25 @@ func (b *budget) take() bool {
 // sample is the outcome of one measurement.
 type sample struct {
 	events, ops int64
-	elapsed     time.Duration // the writers' or reader's time only
+	elapsed     time.Duration // the writers' or reader's time only (catchup: the runner's, from Start)
 	statements  int64         // statements the workload sent
 	walBytes    int64         // WAL the whole server wrote, sequencing included
 	catchUp     time.Duration // mire appends and saves: how long positions lagged after the last append
 	clientCPU   time.Duration // this process
 	serverCPU   time.Duration // the backends of both pools; -1 if not measurable
+
+	latencies []time.Duration // latency: each event's, from its append's return to its handling
+	takeover  time.Duration   // failover: from the leader's end to the standby's first handled event
 }
 
 func (s sample) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Seconds() }
 
-// measure runs sc on sys until b runs out. Appends, saves and loads of mire
-// run with a sequencer, as in production, and the measurement ends only once it
-// has given every appended event a position. Setup (the stream that reads
-// and loads read) happens before the measurement starts.
+// measure runs sc on sys until b runs out (failover: one takeover).
+// Appends, saves and loads of mire run with a sequencer, as in production,
+// and the measurement ends only once it has given every appended event a
+// position; the runner scenarios run the runner's own sequencer instead.
+// Setup (the stream that reads and loads read) happens before the
+// measurement starts.
 func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (sample, error) {
 	var cart string // the cart read and load scenarios read
 	var block logBlock
@@ -108,17 +147,18 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 	switch sc.scenario {
 	case scenarioRead, scenarioLoad:
 		cart, err = h.readCart(ctx, sc.batch)
-	case scenarioReadLog, scenarioReadCategory:
+	case scenarioReadLog, scenarioReadCategory, scenarioCatchUp:
 		block, err = h.logBlock(ctx, logBlockSize(sc))
 	}
 	if err != nil {
 		return sample{}, err
 	}
 	// Appends, saves and loads run beside a sequencer, as in production;
-	// the read scenarios read what a sweep already numbered.
+	// the read scenarios read what a sweep already numbered; the runner
+	// runs its own.
 	_, isMire := sys.(*mireSystem)
 	sequenced := isMire && (!sc.reads() || sc.scenario == scenarioLoad)
-	if sequenced {
+	if sequenced && !sc.runsRunner() {
 		stop, err := h.startSequencer(ctx)
 		if err != nil {
 			return sample{}, err
@@ -158,12 +198,20 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 			n, err := sys.readCategory(ctx, logCategory)
 			return int64(n), err
 		})
+	case scenarioCatchUp:
+		err = runCatchUps(ctx, sys, block, b, &s)
+	case scenarioLatency:
+		err = h.runLatency(ctx, sc, b, &s)
+	case scenarioFailover:
+		err = h.runFailover(ctx, sc, &s)
 	case scenarioContended:
 		err = h.runContended(ctx, sys, sc, b, &s)
 	default:
 		err = h.runWrites(ctx, sys, sc, b, &s)
 	}
-	s.elapsed = time.Since(start)
+	if s.elapsed == 0 { // unless the scenario timed itself
+		s.elapsed = time.Since(start)
+	}
 	s.statements = h.stmts.n.Load() - stmts
 	if err != nil {
 		return sample{}, fmt.Errorf("%s %v: %w", sys.name(), sc, err)
@@ -255,6 +303,25 @@ func (h *harness) runContended(ctx context.Context, sys system, sc spec, b *budg
 	err := g.Wait()
 	s.events, s.ops = events.Load(), events.Load()
 	return err
+}
+
+// runCatchUps has sys catch up on block over and over, timing only the
+// catch-ups themselves.
+func runCatchUps(ctx context.Context, sys system, block logBlock, b *budget, s *sample) error {
+	want := int(block.to - block.from + 1)
+	for b.take() {
+		n, elapsed, err := sys.catchUp(ctx, block)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("caught up on %d events, want %d", n, want)
+		}
+		s.events += int64(n)
+		s.ops++
+		s.elapsed += elapsed
+	}
+	return nil
 }
 
 // runReads runs read, which reads or loads a stream of n events, over and

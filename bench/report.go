@@ -54,12 +54,14 @@ type HeadCheck struct {
 
 // Row is one scenario measured on one system.
 type Row struct {
-	Scenario     string  `json:"scenario"`
-	Writers      int     `json:"writers"`
-	System       string  `json:"system"`
-	EventsPerSec float64 `json:"events_per_sec"` // median of the rounds
-	RatioToRaw   float64 `json:"ratio_to_raw"`
-	OpsPerSec    float64 `json:"ops_per_sec"` // appends, reads, loads or saves: events_per_sec / events_per_op
+	Scenario     string   `json:"scenario"`
+	Writers      int      `json:"writers"`
+	System       string   `json:"system"`
+	Variant      string   `json:"variant,omitempty"`      // the runner scenarios: the runner's settings
+	EventsPerSec float64  `json:"events_per_sec"`         // median of the rounds
+	RatioToRaw   *float64 `json:"ratio_to_raw,omitempty"` // absent for a scenario without a baseline
+	Note         string   `json:"note,omitempty"`         // what a scenario without a baseline measures
+	OpsPerSec    float64  `json:"ops_per_sec"`            // appends, reads, loads or saves: events_per_sec / events_per_op
 
 	EventsPerOp       int       `json:"events_per_op"`
 	Samples           []float64 `json:"samples_events_per_sec"` // in the order measured
@@ -68,7 +70,48 @@ type Row struct {
 	ServerCPUPerEvent *float64  `json:"server_cpu_us_per_event,omitempty"` // the run's backends; only for a local server
 	ClientCPUPerEvent float64   `json:"client_cpu_us_per_event"`           // this process
 	CatchUpMillis     float64   `json:"sequencer_catch_up_ms,omitempty"`   // worst round
+
+	LatencyMillis *Latency  `json:"latency_ms,omitempty"`  // latency: over every event of every round
+	Takeover      *Takeover `json:"takeover_ms,omitempty"` // failover
 }
+
+// Latency is the distribution of the latency scenario's per-event
+// latencies, in milliseconds: from an append's return to the runner's
+// handler call.
+type Latency struct {
+	Events int     `json:"events"`
+	P50    float64 `json:"p50"`
+	P90    float64 `json:"p90"`
+	P99    float64 `json:"p99"`
+	Max    float64 `json:"max"`
+}
+
+func newLatency(ds []time.Duration) *Latency {
+	sorted := slices.Sorted(slices.Values(ds))
+	// Nearest rank.
+	at := func(p float64) float64 {
+		i := max(int(math.Ceil(p*float64(len(sorted))))-1, 0)
+		return round(millis(sorted[i]), 1)
+	}
+	return &Latency{Events: len(sorted), P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: at(1)}
+}
+
+// Takeover is how long a standby runner took to handle its first event
+// after the leader ended, in milliseconds, with the lease settings of both
+// runners; Bound, for a kill, is LeaseTTL + RecheckInterval, within which
+// the runner promises a takeover.
+type Takeover struct {
+	Median   float64   `json:"median"`
+	Max      float64   `json:"max"`
+	Samples  []float64 `json:"samples"` // in the order measured
+	LeaseTTL float64   `json:"lease_ttl"`
+	Recheck  float64   `json:"recheck_interval"`
+	Bound    float64   `json:"bound,omitempty"`
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func ptr[T any](v T) *T { return &v }
 
 const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, in ABBA order " +
 	"(the order reversed every other round: AB, BA, BA, AB, ...), each for a fixed duration after an unmeasured " +
@@ -76,7 +119,12 @@ const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+sna
 	"aggregate's events per load (events_per_op) whether replayed or restored from a snapshot, so its ratio is " +
 	"the ratio of loads/s; mire appends and saves run with a store.Sequencer (20ms) and a measurement " +
 	"ends only once every appended event has a global position; mire runs with its default store.Config, so " +
-	"concurrent single-event appends are group-committed (Config.SoloAppends; -solo-appends -1 turns it off)"
+	"concurrent single-event appends are group-committed (Config.SoloAppends; -solo-appends -1 turns it off); " +
+	"the runner scenarios run the projection runner as production does, with its own store.Sequencer and no other: " +
+	"catchup times each catch-up of a runner on read_log's block from Runner.Start until WaitFor on the block's last " +
+	"append returns (creating the subscription and stopping the runner untimed), as (raw, mire, mire+batch<N>); " +
+	"latency and failover have no baseline and run on mire alone: latency reports percentiles over every event of " +
+	"every round, failover one takeover per round, without warm-up"
 
 const rawBaseline = "table with a bigserial primary key and no other index or constraint; one event: " +
 	"INSERT ... VALUES autocommit; a batch: one INSERT ... SELECT FROM unnest(arrays) autocommit; " +
@@ -88,7 +136,9 @@ const rawBaseline = "table with a bigserial primary key and no other index or co
 	"that table, whose (stream_id, stream_version) index is unique as mire's is, two autocommit statements " +
 	"(mire: store.LoadOrNew, Root.RecordEvent with the same headers, store.Save); " +
 	"both systems JSON-encode the same Go values on every append and pass event ids to pgx as [16]byte, which it " +
-	"encodes directly (a uuid.UUID would go through its driver.Valuer)"
+	"encodes directly (a uuid.UUID would go through its driver.Valuer); catchup: read_log's query, one SELECT " +
+	"of the block from event_log joined to events in position order, every row scanned (the runner also decodes " +
+	"each event into an ItemAdded for its handler)"
 
 // newMeta describes the run and the server.
 func (h *harness) newMeta(ctx context.Context, o options, source string) (Meta, error) {
@@ -137,16 +187,27 @@ func (h *harness) newMeta(ctx context.Context, o options, source string) (Meta, 
 func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tevents/op\twriters\tsystem\tevents/s\tvs raw\tops/s\tstmts/op\tWAL B/event\tserver CPU µs/event\tclient CPU µs/event\t")
+	var runnerRows []Row
 	for _, row := range r.Rows {
 		serverCPU := "n/a"
 		if row.ServerCPUPerEvent != nil {
 			serverCPU = fmt.Sprintf("%.1f", *row.ServerCPUPerEvent)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.2fx\t%s\t%.2f\t%s\t%s\t%.1f\t\n", row.Scenario, row.EventsPerOp, row.Writers,
-			row.System, thousands(row.EventsPerSec), row.RatioToRaw, formatRate(row.OpsPerSec), row.StatementsPerOp,
+		ratio := "n/a"
+		if row.RatioToRaw != nil {
+			ratio = fmt.Sprintf("%.2fx", *row.RatioToRaw)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.1f\t\n", row.Scenario, row.EventsPerOp, row.Writers,
+			row.System, thousands(row.EventsPerSec), ratio, formatRate(row.OpsPerSec), row.StatementsPerOp,
 			thousands(row.WALBytesPerEvent), serverCPU, row.ClientCPUPerEvent)
+		if row.LatencyMillis != nil || row.Takeover != nil {
+			runnerRows = append(runnerRows, row)
+		}
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeRunnerTable(w, runnerRows); err != nil {
 		return err
 	}
 	m := r.Meta
@@ -166,6 +227,31 @@ func writeTable(w io.Writer, r *Report) error {
 		"load: events/op is the aggregate's length, replayed or restored from a snapshot, so events/s = %s x loads/s; "+
 		"save: load + record + save, a new aggregate every %d saves\n", thousands(float64(m.ReadEvents)), m.SaveStreamLength)
 	return err
+}
+
+// writeRunnerTable prints what the latency and failover rows measure
+// beyond throughput.
+func writeRunnerTable(w io.Writer, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "runner\tsettings\tevents\tp50 ms\tp90 ms\tp99 ms\tmax ms\ttakeover ms: median\tmax\tbound (TTL + recheck)\t")
+	for _, row := range rows {
+		if l := row.LatencyMillis; l != nil {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t\t\t\t\n", row.Scenario, row.Variant, thousands(float64(l.Events)),
+				l.P50, l.P90, l.P99, l.Max)
+		}
+		if t := row.Takeover; t != nil {
+			bound := "-"
+			if t.Bound > 0 {
+				bound = thousands(t.Bound)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t%s\t%s\t%s\t\n", row.Scenario, row.Variant, formatRate(t.Median), formatRate(t.Max), bound)
+		}
+	}
+	return tw.Flush()
 }
 
 // formatRate formats a rate with one decimal below 100, else like thousands.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"time"
+
+	"github.com/mire-go/mire/runner"
 )
 
 // options are what a run measures and for how long.
@@ -24,6 +27,15 @@ type options struct {
 	contendedWriters, contendedStreams []int
 	streamLength                       int
 	scenarios                          []string // some of scenarios
+
+	// The runner scenarios: catchup's tuned BatchSize (0: the default
+	// only); latency's and failover's writers and their events/s in all;
+	// failover's LeaseTTL and RecheckInterval, and its rounds with the
+	// runner's defaults (0: none).
+	catchUpBatch                 int
+	latencyWriters, latencyRate  int
+	failoverTTL, failoverRecheck time.Duration
+	failoverDefaultRounds        int
 }
 
 // validate reports options that cannot run, naming the flag.
@@ -43,6 +55,14 @@ func (o options) validate() error {
 		return errors.New("-batch and -read-events must be positive")
 	case o.streamLength < o.batchSize:
 		return errors.New("-stream-length must be at least -batch")
+	case o.catchUpBatch < 0 || o.catchUpBatch > runner.MaxBatchSize:
+		return fmt.Errorf("-catchup-batch: %d: want 0 to %d", o.catchUpBatch, runner.MaxBatchSize)
+	case o.latencyRate < 1:
+		return errors.New("-latency-rate must be positive")
+	case o.failoverTTL < 300*time.Millisecond || o.failoverRecheck <= 0:
+		return errors.New("-failover-ttl must be at least 300ms, and -failover-recheck positive")
+	case o.failoverDefaultRounds < 0:
+		return errors.New("-failover-default-rounds must not be negative")
 	}
 	for _, w := range o.allWriters() {
 		if w < 1 {
@@ -59,7 +79,7 @@ func (o options) validate() error {
 
 // allWriters returns every writer count of o.
 func (o options) allWriters() []int {
-	return slices.Concat(o.writers, o.batchWriters, o.saveWriters, o.contendedWriters)
+	return slices.Concat(o.writers, o.batchWriters, o.saveWriters, o.contendedWriters, []int{o.latencyWriters})
 }
 
 // specs returns the scenarios o selects, in the order they run.
@@ -85,6 +105,31 @@ func (o options) specs() []spec {
 	add(scenarioSave, o.saveWriters, 1, saveStreamLength)
 	add(scenarioReadLog, []int{1}, o.logEvents, 0)
 	add(scenarioReadCategory, []int{1}, o.logEvents/2, 0)
+	if slices.Contains(o.scenarios, scenarioCatchUp) {
+		batch := o.catchUpBatch
+		if batch == runner.BatchSizeDefault {
+			batch = 0 // the default is measured anyway
+		}
+		specs = append(specs, spec{scenario: scenarioCatchUp, writers: 1, batch: o.logEvents, runnerBatch: batch})
+	}
+	if slices.Contains(o.scenarios, scenarioLatency) {
+		specs = append(specs, spec{scenario: scenarioLatency, writers: o.latencyWriters, batch: 1, streamLength: o.streamLength,
+			rate: o.latencyRate})
+	}
+	if slices.Contains(o.scenarios, scenarioFailover) {
+		add := func(f failover, rounds int) {
+			specs = append(specs, spec{scenario: scenarioFailover, writers: o.latencyWriters, batch: 1, streamLength: o.streamLength,
+				rate: o.latencyRate, failover: f, rounds: rounds})
+		}
+		for _, kill := range []bool{true, false} {
+			add(failover{kill: kill, ttl: o.failoverTTL, recheck: o.failoverRecheck}, 0)
+		}
+		if o.failoverDefaultRounds > 0 {
+			for _, kill := range []bool{true, false} {
+				add(failover{kill: kill}, o.failoverDefaultRounds)
+			}
+		}
+	}
 	return specs
 }
 
@@ -94,7 +139,9 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 	var rows []Row
 	for _, sc := range o.specs() {
 		systems := h.systems(sc)
-		if o.warmup > 0 {
+		rounds := cmp.Or(sc.rounds, o.rounds)
+		// A failover is no throughput to warm up for, and takes seconds.
+		if o.warmup > 0 && sc.scenario != scenarioFailover {
 			for _, sys := range systems {
 				if _, err := h.measure(ctx, sys, sc, &budget{deadline: time.Now().Add(o.warmup)}); err != nil {
 					return nil, err
@@ -103,7 +150,7 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 		}
 		samples := map[string][]sample{}
 		order := slices.Clone(systems)
-		for round := range o.rounds {
+		for round := range rounds {
 			// ABBA: reversing every other round gives the orders AB, BA,
 			// BA, AB, ... (ABC, CBA, CBA, ABC, ... for three systems).
 			if round%2 == 1 {
@@ -115,9 +162,15 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 					return nil, err
 				}
 				samples[sys.name()] = append(samples[sys.name()], s)
-				fmt.Fprintf(progress, "%-45v round %d/%d  %-13s %12s events/s\n",
-					sc, round+1, o.rounds, sys.name(), thousands(s.eventsPerSec()))
+				fmt.Fprintf(progress, "%-45v round %d/%d  %-13s %12s events/s%s\n",
+					sc, round+1, rounds, sys.name(), thousands(s.eventsPerSec()), s.runnerFigures())
 			}
+		}
+		if _, ok := systems[0].(*rawSystem); !ok {
+			for _, sys := range systems {
+				rows = append(rows, newRow(sc, sys.name(), samples[sys.name()], -1))
+			}
+			continue
 		}
 		raw := newRow(sc, systems[0].name(), samples[systems[0].name()], 0)
 		rows = append(rows, raw)
@@ -128,11 +181,25 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 	return rows, nil
 }
 
+// runnerFigures is what progress shows of a runner scenario's sample
+// beyond events/s.
+func (s sample) runnerFigures() string {
+	switch {
+	case len(s.latencies) > 0:
+		l := newLatency(s.latencies)
+		return fmt.Sprintf("  latency p50 %.1fms p99 %.1fms max %.1fms", l.P50, l.P99, l.Max)
+	case s.takeover > 0:
+		return fmt.Sprintf("  takeover %.0fms", millis(s.takeover))
+	}
+	return ""
+}
+
 // newRow summarizes the samples of one system; rawRate is the baseline's
-// median, 0 for the baseline itself.
+// median, 0 for the baseline itself, -1 for a scenario without one.
 func newRow(sc spec, system string, samples []sample, rawRate float64) Row {
 	row := Row{Scenario: sc.scenario, Writers: sc.writers, System: system, EventsPerOp: sc.batch}
 	var total sample
+	var takeovers []float64
 	serverCPU := true // measurable in every round
 	for _, s := range samples {
 		row.Samples = append(row.Samples, round(s.eventsPerSec(), 1))
@@ -144,12 +211,45 @@ func newRow(sc spec, system string, samples []sample, rawRate float64) Row {
 		total.serverCPU += s.serverCPU
 		serverCPU = serverCPU && s.serverCPU >= 0
 		total.catchUp = max(total.catchUp, s.catchUp)
+		total.latencies = append(total.latencies, s.latencies...)
+		if sc.scenario == scenarioFailover {
+			takeovers = append(takeovers, round(millis(s.takeover), 1))
+		}
 	}
 	row.EventsPerSec = round(median(row.Samples), 1)
 	row.OpsPerSec = round(row.EventsPerSec/float64(sc.batch), 1)
-	row.RatioToRaw = 1
-	if rawRate > 0 {
-		row.RatioToRaw = round(row.EventsPerSec/rawRate, 3)
+	switch {
+	case rawRate == 0:
+		row.RatioToRaw = ptr(1.0)
+	case rawRate > 0:
+		row.RatioToRaw = ptr(round(row.EventsPerSec/rawRate, 3))
+	}
+	switch sc.scenario {
+	case scenarioCatchUp:
+		batch := sc.runnerBatch // mire+batch<runnerBatch>
+		if system == "mire" {
+			batch = runner.BatchSizeDefault
+		}
+		if system != "raw" {
+			row.Variant = fmt.Sprintf("BatchSize %d, other runner settings default; a no-op TxHandler", batch)
+		}
+	case scenarioLatency:
+		row.Variant = fmt.Sprintf("%d writers pacing %d events/s in all; runner defaults; an EventHandler", sc.writers, sc.rate)
+		row.Note = "no raw baseline: the time from an append's return to the runner's handler call, per event"
+		if len(total.latencies) > 0 {
+			row.LatencyMillis = newLatency(total.latencies)
+		}
+	case scenarioFailover:
+		ttl, recheck := sc.failover.settings()
+		row.Variant = sc.failover.String()
+		row.Note = fmt.Sprintf("no raw baseline: the time from the leader's %s to the standby's first handled event, "+
+			"under %d writers pacing %d events/s in all", sc.failover.how(), sc.writers, sc.rate)
+		t := &Takeover{Samples: takeovers, Median: round(median(takeovers), 1), Max: slices.Max(takeovers),
+			LeaseTTL: millis(ttl), Recheck: millis(recheck)}
+		if sc.failover.kill {
+			t.Bound = millis(ttl + recheck)
+		}
+		row.Takeover = t
 	}
 	if total.ops > 0 {
 		row.StatementsPerOp = round(float64(total.statements)/float64(total.ops), 2)

@@ -125,20 +125,29 @@ type system interface {
 	// records item and saves it with optimistic concurrency, and returns
 	// the cart's version after the save.
 	addItem(ctx context.Context, id string, item ItemAdded) (int64, error)
+	// catchUp goes through the sequenced events of block in position
+	// order, as a projection catching up on them, and returns how many
+	// there were and how long it took, setup excluded.
+	catchUp(ctx context.Context, block logBlock) (int, time.Duration, error)
 }
 
 // mireSystem is mire's EventStore, used as an application would use it:
 // with snapshots, it loads with store.LoadSnapshotted and saves with
-// store.SaveSnapshotting.
+// store.SaveSnapshotting. It catches up with a runner (runner.go) with
+// runnerBatch as its BatchSize, 0 for the default.
 type mireSystem struct {
-	es        *store.EventStore
-	appended  *atomic.Int64 // events appended, to check the sequencer against; shared by the variants
-	snapshots bool
+	es          *store.EventStore
+	appended    *atomic.Int64 // events appended, to check the sequencer against; shared by the variants
+	snapshots   bool
+	runnerBatch int
 }
 
 func (m *mireSystem) name() string {
-	if m.snapshots {
+	switch {
+	case m.snapshots:
 		return "mire+snapshot"
+	case m.runnerBatch > 0:
+		return fmt.Sprintf("mire+batch%d", m.runnerBatch)
 	}
 	return "mire"
 }
@@ -426,6 +435,13 @@ func (r *rawSystem) streamVersion(ctx context.Context, stream string) (int64, er
 
 func (r *rawSystem) readLog(ctx context.Context, from, to int64) (int, error) {
 	return r.countRows(ctx, r.selectLog, from, to)
+}
+
+// catchUp is readLog: the rows a runner reads, in one query.
+func (r *rawSystem) catchUp(ctx context.Context, block logBlock) (int, time.Duration, error) {
+	start := time.Now()
+	n, err := r.readLog(ctx, block.from, block.to)
+	return n, time.Since(start), err
 }
 
 func (r *rawSystem) readCategory(ctx context.Context, category string) (int, error) {
