@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/runner"
@@ -179,9 +181,11 @@ func TestRunnerIsolatesPoisonInBatch(t *testing.T) {
 
 // Attempts are stored before each dispatch: a handler that takes its
 // process down with it is not redelivered forever. Here each "crash" is a
-// runner stopped while its handler runs (nothing returns from it); after
+// runner whose database connections die and whose process stops while its
+// handler runs (nothing returns from it, nothing is cleaned up); after
 // MaxAttempts such runs, the next runner marks the partition failed
-// without calling the handler again.
+// without calling the handler again. A runner stopped gracefully mid-batch,
+// by contrast, takes its attempt back.
 func TestRunnerCrashLoopingHandlerStops(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -189,44 +193,60 @@ func TestRunnerCrashLoopingHandlerStops(t *testing.T) {
 	appendDeposit(t, es, "account-1", 1)
 	const maxAttempts = 3
 	var calls atomic.Int32
-	for run := range maxAttempts + 2 {
-		crashed := make(chan struct{})
+	attempts := func() int {
+		var n int
+		if err := es.Pool().QueryRow(ctx, fmt.Sprintf("SELECT attempts FROM %s.subscriptions WHERE name = 'crashy'",
+			pgx.Identifier{es.Schema()}.Sanitize())).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	run := func(name string, crash bool) {
+		t.Helper()
+		started := make(chan struct{})
 		var once sync.Once
 		handler := func(ctx context.Context, _ runner.HandledEvent) error {
 			calls.Add(1)
-			once.Do(func() { close(crashed) })
-			<-ctx.Done() // the process is gone: no result, no checkpoint
+			once.Do(func() { close(started) })
+			<-ctx.Done() // no result, no checkpoint
 			return ctx.Err()
 		}
-		config := fastRunner(fmt.Sprintf("run-%d", run))
+		config := fastRunner("")
 		config.MaxAttempts = maxAttempts
-		r, err := runner.New(es, config)
-		if err != nil {
-			t.Fatal(err)
+		rep := newReplica(t, es.Schema(), name, config, runner.Subscription{Name: "crashy", Handler: handler})
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the handler was not called", name)
 		}
-		if err := r.Add(runner.Subscription{Name: "crashy", Handler: handler}); err != nil {
-			t.Fatal(err)
+		if crash {
+			rep.paused.Store(true)
+			rep.kill(t)
 		}
-		if err := r.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if run < maxAttempts {
-			select {
-			case <-crashed:
-			case <-time.After(20 * time.Second):
-				t.Fatalf("run %d: the handler was not called", run)
-			}
-		} else {
-			eventually(t, 20*time.Second, "the partition fails", func() bool {
-				return statusOf(t, r.Control(), "crashy")[0].State == runner.StateFailed
-			})
-		}
-		if err := r.Stop(ctx); err != nil {
-			t.Fatal(err)
-		}
+		stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = rep.runner.Stop(stopCtx) // a crashed one cannot clean up
 	}
-	if n := calls.Load(); n != maxAttempts {
-		t.Errorf("the handler ran %d times, want MaxAttempts (%d)", n, maxAttempts)
+
+	run("graceful", false)
+	if n := attempts(); n != 0 {
+		t.Errorf("a graceful stop mid-batch left %d attempts counted, want 0", n)
+	}
+	for i := range maxAttempts {
+		run(fmt.Sprintf("crash-%d", i), true)
+	}
+	if n := attempts(); n != maxAttempts {
+		t.Errorf("%d crashes left %d attempts counted", maxAttempts, n)
+	}
+	config := fastRunner("")
+	config.MaxAttempts = maxAttempts
+	final := newReplica(t, es.Schema(), "final", config, runner.Subscription{Name: "crashy",
+		Handler: func(context.Context, runner.HandledEvent) error { calls.Add(1); return nil }})
+	eventually(t, 20*time.Second, "the partition fails", func() bool {
+		return statusOf(t, final.runner.Control(), "crashy")[0].State == runner.StateFailed
+	})
+	if n := calls.Load(); n != maxAttempts+1 {
+		t.Errorf("the handler ran %d times, want once gracefully stopped and MaxAttempts (%d) crashed", n, maxAttempts)
 	}
 	status := statusOf(t, runner.NewControl(es), "crashy")[0]
 	if status.ErrorPosition != 1 || status.Checkpoint != 0 {

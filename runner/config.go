@@ -17,7 +17,7 @@ const (
 	LeaseTTLDefault        = 15 * time.Second
 	RecheckIntervalDefault = 2 * time.Second
 	PollIntervalDefault    = time.Second
-	BatchSizeDefault       = 100
+	BatchSizeDefault       = 500
 	MaxAttemptsDefault     = 5
 	RetryBackoffDefault    = 100 * time.Millisecond
 	MaxRetryBackoffDefault = 10 * time.Second
@@ -68,8 +68,10 @@ type Config struct {
 	// and WaitFor still work). Defaults to false.
 	NoLead bool
 
-	// BatchSize is how many events a subscription reads and handles per
-	// transaction, at most MaxBatchSize. Defaults to BatchSizeDefault (100).
+	// BatchSize is how many events a subscription handles per transaction
+	// (at most MaxBatchSize) while it catches up; a subscription that keeps
+	// up handles what arrived since its last batch. Defaults to
+	// BatchSizeDefault (500).
 	BatchSize int
 
 	// MaxAttempts is how many times an event is tried on its own before

@@ -175,10 +175,12 @@ func (d *db) attemptFailed(ctx context.Context, h held, position int64, cause er
 }
 
 // saveCheckpoint moves the checkpoint from previous to checkpoint on exec
-// (the handlers' transaction, or the pool); errFenced if the lease moved.
-func (d *db) saveCheckpoint(ctx context.Context, exec store.Executor, h held, previous, checkpoint int64) error {
+// (the handlers' transaction, or the pool), counting the first attempt at
+// the next batch with nextAttempt; errFenced if the lease moved.
+func (d *db) saveCheckpoint(ctx context.Context, exec store.Executor, h held, previous, checkpoint int64, nextAttempt bool) error {
 	_, err := d.q.CheckpointSave(ctx, d.on(exec), &dbsqlc.CheckpointSaveParams{
-		Checkpoint: checkpoint, Name: h.name, Partition: int32(h.partition), Worker: h.worker, Fence: h.fence, Previous: previous})
+		Checkpoint: checkpoint, NextAttempt: nextAttempt, Name: h.name, Partition: int32(h.partition), Worker: h.worker,
+		Fence: h.fence, Previous: previous})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errFenced
 	}

@@ -44,7 +44,7 @@ func (w *worker) park(ctx context.Context, failed *core.RecordedEvent, cause err
 	if err := w.runner.db.park(ctx, scope.Tx(), w.lease.held, p); err != nil {
 		return err
 	}
-	if err := w.runner.db.saveCheckpoint(ctx, scope.Tx(), w.lease.held, w.checkpoint, failed.GlobalPosition); err != nil {
+	if err := w.runner.db.saveCheckpoint(ctx, scope.Tx(), w.lease.held, w.checkpoint, failed.GlobalPosition, false); err != nil {
 		return err
 	}
 	if err := scope.Commit(ctx); err != nil {
@@ -122,7 +122,7 @@ func (w *worker) retryParked(ctx context.Context, p parked) error {
 				return err
 			}
 			// Fenced: another worker leads the partition now; roll back.
-			return db.saveCheckpoint(ctx, scope.Tx(), w.lease.held, w.checkpoint, w.checkpoint)
+			return db.saveCheckpoint(ctx, scope.Tx(), w.lease.held, w.checkpoint, w.checkpoint, false)
 		})
 		if cause == nil {
 			handled = len(held)

@@ -80,9 +80,10 @@ WHERE name = @name
 ORDER BY partition;
 
 -- name: AttemptRecord :one
--- Counts an attempt at the batch starting at attempt_from, before it is
--- dispatched: a batch that starts where the last unfinished one did is
--- another attempt at it, and keeps that batch's end. No row: fenced.
+-- Counts an attempt to move past the checkpoint, before the batch is
+-- dispatched: attempt_from is the checkpoint + 1, so every attempt from
+-- one checkpoint counts against the same events, and attempt_to keeps the
+-- end of the largest batch tried from there. No row: fenced.
 UPDATE /* TEMPLATE: schema */subscriptions
 SET attempts = CASE WHEN attempt_from = @attempt_from::bigint THEN attempts + 1 ELSE 1 END,
     attempt_to = CASE WHEN attempt_from = @attempt_from::bigint THEN greatest(attempt_to, @attempt_to::bigint) ELSE @attempt_to::bigint END,
@@ -91,8 +92,8 @@ WHERE name = @name AND partition = @partition AND worker = @worker::text AND fen
 RETURNING attempts, attempt_to, last_error;
 
 -- name: AttemptUndo :exec
--- Takes back an attempt that failed for want of the database (a lost
--- connection), not because of its events.
+-- Takes back an attempt that did not fail because of its events: the
+-- database failed it (a lost connection), or the worker was stopped.
 UPDATE /* TEMPLATE: schema */subscriptions
 SET attempts = greatest(attempts - 1, 0)
 WHERE name = @name AND partition = @partition AND worker = @worker::text AND fence = @fence
@@ -106,11 +107,18 @@ WHERE name = @name AND partition = @partition AND worker = @worker::text AND fen
 
 -- name: CheckpointSave :one
 -- Moves the checkpoint, in the transaction that handled the events up to
--- it. No row: fenced (roll back), or the checkpoint was reset meanwhile.
+-- it. With next_attempt it also counts the first attempt at the batch
+-- after it, which the worker dispatches at once (it is catching up): one
+-- statement fewer per batch. No row: fenced (roll back), or the checkpoint
+-- was reset meanwhile.
 UPDATE /* TEMPLATE: schema */subscriptions
-SET checkpoint = @checkpoint::bigint, attempts = 0, attempt_from = NULL, attempt_to = NULL, updated_at = now()
-WHERE name = @name AND partition = @partition AND worker = @worker::text AND fence = @fence
-  AND checkpoint = @previous::bigint
+SET checkpoint = sqlc.arg(checkpoint)::bigint,
+    attempts = CASE WHEN sqlc.arg(next_attempt)::boolean THEN 1 ELSE 0 END,
+    attempt_from = CASE WHEN sqlc.arg(next_attempt)::boolean THEN sqlc.arg(checkpoint)::bigint + 1 END,
+    attempt_to = NULL, updated_at = now()
+WHERE name = sqlc.arg(name)::text AND partition = sqlc.arg(partition)::integer
+  AND worker = sqlc.arg(worker)::text AND fence = sqlc.arg(fence)::bigint
+  AND checkpoint = sqlc.arg(previous)::bigint
 RETURNING checkpoint;
 
 -- name: SubscriptionFail :one

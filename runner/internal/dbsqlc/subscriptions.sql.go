@@ -62,9 +62,10 @@ type AttemptRecordRow struct {
 	LastError *string
 }
 
-// Counts an attempt at the batch starting at attempt_from, before it is
-// dispatched: a batch that starts where the last unfinished one did is
-// another attempt at it, and keeps that batch's end. No row: fenced.
+// Counts an attempt to move past the checkpoint, before the batch is
+// dispatched: attempt_from is the checkpoint + 1, so every attempt from
+// one checkpoint counts against the same events, and attempt_to keeps the
+// end of the largest batch tried from there. No row: fenced.
 func (q *Queries) AttemptRecord(ctx context.Context, db DBTX, arg *AttemptRecordParams) (*AttemptRecordRow, error) {
 	row := db.QueryRow(ctx, attemptRecord,
 		arg.AttemptFrom,
@@ -94,8 +95,8 @@ type AttemptUndoParams struct {
 	AttemptFrom int64
 }
 
-// Takes back an attempt that failed for want of the database (a lost
-// connection), not because of its events.
+// Takes back an attempt that did not fail because of its events: the
+// database failed it (a lost connection), or the worker was stopped.
 func (q *Queries) AttemptUndo(ctx context.Context, db DBTX, arg *AttemptUndoParams) error {
 	_, err := db.Exec(ctx, attemptUndo,
 		arg.Name,
@@ -146,26 +147,35 @@ func (q *Queries) CheckpointOf(ctx context.Context, db DBTX, arg *CheckpointOfPa
 
 const checkpointSave = `-- name: CheckpointSave :one
 UPDATE /* TEMPLATE: schema */subscriptions
-SET checkpoint = $1::bigint, attempts = 0, attempt_from = NULL, attempt_to = NULL, updated_at = now()
-WHERE name = $2 AND partition = $3 AND worker = $4::text AND fence = $5
-  AND checkpoint = $6::bigint
+SET checkpoint = $1::bigint,
+    attempts = CASE WHEN $2::boolean THEN 1 ELSE 0 END,
+    attempt_from = CASE WHEN $2::boolean THEN $1::bigint + 1 END,
+    attempt_to = NULL, updated_at = now()
+WHERE name = $3::text AND partition = $4::integer
+  AND worker = $5::text AND fence = $6::bigint
+  AND checkpoint = $7::bigint
 RETURNING checkpoint
 `
 
 type CheckpointSaveParams struct {
-	Checkpoint int64
-	Name       string
-	Partition  int32
-	Worker     string
-	Fence      int64
-	Previous   int64
+	Checkpoint  int64
+	NextAttempt bool
+	Name        string
+	Partition   int32
+	Worker      string
+	Fence       int64
+	Previous    int64
 }
 
 // Moves the checkpoint, in the transaction that handled the events up to
-// it. No row: fenced (roll back), or the checkpoint was reset meanwhile.
+// it. With next_attempt it also counts the first attempt at the batch
+// after it, which the worker dispatches at once (it is catching up): one
+// statement fewer per batch. No row: fenced (roll back), or the checkpoint
+// was reset meanwhile.
 func (q *Queries) CheckpointSave(ctx context.Context, db DBTX, arg *CheckpointSaveParams) (int64, error) {
 	row := db.QueryRow(ctx, checkpointSave,
 		arg.Checkpoint,
+		arg.NextAttempt,
 		arg.Name,
 		arg.Partition,
 		arg.Worker,
