@@ -47,7 +47,7 @@ func newBalances(t *testing.T, es *store.EventStore) *balances {
 func (b *balances) handler() runner.TransactionalEventHandler {
 	return func(ctx context.Context, scope *store.Scope, event runner.HandledEvent) error {
 		var amount int64
-		switch e := event.Event.(type) {
+		switch e := event.Event().(type) {
 		case Deposited:
 			amount = e.Amount
 		case Withdrawn:

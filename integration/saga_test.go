@@ -142,7 +142,7 @@ func participants(slowPayments *atomic.Bool) runner.Subscription {
 		TxHandler: func(ctx context.Context, scope *store.Scope, e runner.HandledEvent) error {
 			var reply core.EventData
 			var stream string
-			switch req := e.Event.(type) {
+			switch req := e.Event().(type) {
 			case ReserveStock:
 				stream = "stock-" + req.SKU
 				reply = StockReserved{OrderID: req.OrderID}

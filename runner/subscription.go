@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 
 	"github.com/mire-go/mire/core"
@@ -84,12 +86,66 @@ const (
 	Park
 )
 
-// HandledEvent is what a handler receives: the event decoded through the
-// store's registry, and the event as recorded. Event is nil for an event
-// type the registry does not know.
+// HandledEvent is what a handler receives: the event as recorded, and
+// (Event) the event decoded through the store's registry.
 type HandledEvent struct {
-	Event    core.EventData
 	Recorded *core.RecordedEvent
+	decoded  *decodedEvent
+}
+
+// decodedEvent decodes an event the first time a handler asks for it: a
+// handler that looks only at some event types (On, OnTx) or at the
+// recorded data does not pay for decoding the rest.
+type decodedEvent struct {
+	registry *core.Registry
+	done     bool
+	data     core.EventData
+	err      error
+}
+
+// Event returns the event decoded through the store's registry, nil for an
+// event type the registry does not know. An event that does not decode
+// returns nil too, and fails the handling of the event whatever the
+// handler returns: it is retried, then stopped or parked.
+func (e HandledEvent) Event() core.EventData {
+	d := e.decoded
+	if d == nil {
+		return nil
+	}
+	if !d.done {
+		d.done = true
+		d.data, d.err = d.registry.Decode(e.Recorded)
+		if errors.Is(d.err, core.ErrUnknownEventType) {
+			d.err = nil
+		}
+	}
+	return d.data
+}
+
+// NewHandledEvent returns recorded as a handler receives it, decoded
+// through registry when asked: for tests of handlers.
+func NewHandledEvent(registry *core.Registry, recorded *core.RecordedEvent) HandledEvent {
+	return HandledEvent{Recorded: recorded, decoded: &decodedEvent{registry: registry}}
+}
+
+// decodeError is the error decoding the event met, if a handler asked for
+// it.
+func (e HandledEvent) decodeError() error {
+	if e.decoded == nil {
+		return nil
+	}
+	return e.decoded.err
+}
+
+// is reports whether the event can be an E without decoding it: false
+// only when E is a concrete event type and the event is of another type.
+func is[E core.EventData](recorded *core.RecordedEvent) bool {
+	t := reflect.TypeFor[E]()
+	if t.Kind() == reflect.Interface || t.Kind() == reflect.Pointer {
+		return true // a union, or a type whose zero value cannot name itself
+	}
+	var zero E
+	return zero.EventType() == recorded.EventType
 }
 
 // EventHandler handles one event. It may be called again for the same
@@ -108,7 +164,10 @@ type TransactionalEventHandler func(ctx context.Context, scope *store.Scope, eve
 // ignored. Combine several with Handlers.
 func On[E core.EventData](fn func(ctx context.Context, event E, recorded *core.RecordedEvent) error) EventHandler {
 	return func(ctx context.Context, event HandledEvent) error {
-		if data, ok := event.Event.(E); ok {
+		if !is[E](event.Recorded) {
+			return nil
+		}
+		if data, ok := event.Event().(E); ok {
 			return fn(ctx, data, event.Recorded)
 		}
 		return nil
@@ -119,7 +178,10 @@ func On[E core.EventData](fn func(ctx context.Context, event E, recorded *core.R
 // others are ignored. Combine several with TxHandlers.
 func OnTx[E core.EventData](fn func(ctx context.Context, scope *store.Scope, event E, recorded *core.RecordedEvent) error) TransactionalEventHandler {
 	return func(ctx context.Context, scope *store.Scope, event HandledEvent) error {
-		if data, ok := event.Event.(E); ok {
+		if !is[E](event.Recorded) {
+			return nil
+		}
+		if data, ok := event.Event().(E); ok {
 			return fn(ctx, scope, data, event.Recorded)
 		}
 		return nil

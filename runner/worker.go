@@ -386,21 +386,14 @@ func (w *worker) advanced(checkpoint int64) {
 	w.runner.control.progress.notify()
 }
 
-// handle decodes one event and calls the handler, unless its stream is
-// parked. A panic in the handler is its error.
+// handle calls the handler with one event, unless its stream is parked. A
+// panic in the handler is its error, and so is an event that did not
+// decode when the handler asked for it.
 func (w *worker) handle(ctx context.Context, scope *store.Scope, recorded *core.RecordedEvent) (err error) {
 	if _, held := w.parked[recorded.StreamID]; held {
 		return nil
 	}
-	event := HandledEvent{Recorded: recorded}
-	data, err := w.runner.store.Registry().Decode(recorded)
-	switch {
-	case errors.Is(err, core.ErrUnknownEventType):
-	case err != nil:
-		return &eventFailure{err}
-	default:
-		event.Event = data
-	}
+	event := NewHandledEvent(w.runner.store.Registry(), recorded)
 	defer func() {
 		if p := recover(); p != nil {
 			err = &eventFailure{fmt.Errorf("runner: handler panicked: %v\n%s", p, debug.Stack())}
@@ -410,6 +403,9 @@ func (w *worker) handle(ctx context.Context, scope *store.Scope, recorded *core.
 		err = w.sub.TxHandler(ctx, scope, event)
 	} else {
 		err = w.sub.Handler(ctx, event)
+	}
+	if err == nil {
+		err = event.decodeError()
 	}
 	if err != nil {
 		return &eventFailure{err}

@@ -567,8 +567,8 @@ func (e *Engine) route(ctx context.Context, scope *store.Scope, event runner.Han
 		return err
 	}
 	response := core.ResponseValue{EventType: recorded.EventType, Data: recorded.Data}
-	if event.Event != nil {
-		r := core.ResponseOf(event.Event)
+	if data := event.Event(); data != nil {
+		r := core.ResponseOf(data)
 		response.IsError, response.Reason = r.IsError, r.Reason
 	}
 	entry := received{SourceEventID: recorded.Metadata.EventID, SourceStream: recorded.StreamID,
