@@ -15,9 +15,10 @@ import (
 	"github.com/mire-go/mire/store"
 )
 
-// Rebuild progress: how often the status is read, how often a line is
-// printed when stderr is not a terminal, and how long a partition may go
-// without a leader before the command says so.
+// Rebuild progress: how often the status is read (more often if lines are
+// printed more often), how often a line is printed when stderr is not a
+// terminal, and how long a partition may go without a leader before the
+// command says so.
 const (
 	rebuildPollInterval     = 250 * time.Millisecond
 	rebuildProgressDefault  = 5 * time.Second
@@ -140,6 +141,7 @@ already under way.`,
 					"(watch it with: mire subscription wait %s)\n", args[0], count(head), args[0])
 				return nil
 			}
+			rw.from = 0
 			return waitForSubscription(cmd.Context(), a, c, args[0], head, rw)
 		},
 	}
@@ -164,7 +166,7 @@ already under way.`,
 					return err
 				}
 			}
-			rw.wait = true
+			rw.wait, rw.from = true, -1
 			if ps := partitions(cmd); len(ps) == 1 {
 				rw.partition = &ps[0]
 			}
@@ -175,6 +177,12 @@ already under way.`,
 	for _, c := range []*cobra.Command{rebuild, wait} {
 		c.Flags().DurationVar(&rw.progressInterval, "progress-interval", rebuildProgressDefault,
 			"print progress this often when stderr is not a terminal")
+		c.PreRunE = func(*cobra.Command, []string) error {
+			if rw.progressInterval <= 0 {
+				return usageErrorf("--progress-interval must be positive")
+			}
+			return nil
+		}
 	}
 	for _, c := range []*cobra.Command{pause, resume, reset, rebuild, wait} {
 		partitionFlag(c)
@@ -258,6 +266,9 @@ type rebuildOptions struct {
 	progressInterval time.Duration
 	// partition, when set, is the one partition to watch.
 	partition *int
+	// from is where the replay started, for its rate: 0 for a rebuild,
+	// -1 for wherever the first status finds it.
+	from int64
 }
 
 // rebuildSummary is what rebuild and wait print at the end.
@@ -265,10 +276,14 @@ type rebuildSummary struct {
 	Subscription string `json:"subscription"`
 	// Target is the position every partition had to reach: the head
 	// when the rebuild or wait started.
-	Target          int64   `json:"target"`
-	Checkpoint      int64   `json:"checkpoint"`
-	Lag             int64   `json:"lag"`
-	Done            bool    `json:"done"`
+	Target int64 `json:"target"`
+	// Checkpoint is the lowest partition's, Lag the highest, at the end.
+	Checkpoint int64 `json:"checkpoint"`
+	Lag        int64 `json:"lag"`
+	Done       bool  `json:"done"`
+	// Events is how far the partitions moved while the command watched
+	// (positions of the log), in Seconds.
+	Events          int64   `json:"events"`
 	Seconds         float64 `json:"seconds"`
 	EventsPerSecond float64 `json:"events_per_second"`
 }
@@ -326,6 +341,9 @@ func waitForSubscription(ctx context.Context, a *app, c *runner.Control, name st
 			warnOnce("leaderless", "no runner leads every partition of %s: it makes progress only while a runner runs it", name)
 		}
 		mean := done / int64(len(statuses))
+		if o.from < 0 {
+			o.from = mean
+		}
 		if minCheckpoint >= target {
 			p.finish(mean, true)
 			break
@@ -335,23 +353,23 @@ func waitForSubscription(ctx context.Context, a *app, c *runner.Control, name st
 		case <-ctx.Done():
 			p.finish(mean, false)
 			return fmt.Errorf("interrupted at position %s of %s (the rebuild goes on in the runners)", count(mean), count(target))
-		case <-time.After(rebuildPollInterval):
+		case <-time.After(min(rebuildPollInterval, o.progressInterval)):
 		}
 	}
 	elapsed := p.elapsed()
 	s := rebuildSummary{Subscription: name, Target: target, Done: true, Seconds: elapsed.Seconds(),
-		Checkpoint: last[0].Checkpoint, Lag: last[0].Lag}
+		Checkpoint: last[0].Checkpoint, Lag: last[0].Lag, Events: max(target-o.from, 0)}
 	for _, st := range last {
 		s.Checkpoint = min(s.Checkpoint, st.Checkpoint)
 		s.Lag = max(s.Lag, st.Lag)
 	}
 	if elapsed > 0 {
-		s.EventsPerSecond = float64(target) / elapsed.Seconds()
+		s.EventsPerSecond = float64(s.Events) / elapsed.Seconds()
 	}
 	if a.json {
 		return writeJSON(a.stdout, s)
 	}
-	fmt.Fprintf(a.stdout, "%s: replayed %s events in %s (%s events/s); checkpoint %s, lag %s\n", name, count(target),
-		elapsed.Round(time.Millisecond), count(int64(s.EventsPerSecond)), count(s.Checkpoint), count(s.Lag))
+	fmt.Fprintf(a.stdout, "%s: reached position %s, %s events in %s (%s events/s); checkpoint %s, lag %s\n", name,
+		count(target), count(s.Events), elapsed.Round(time.Millisecond), count(int64(s.EventsPerSecond)), count(s.Checkpoint), count(s.Lag))
 	return nil
 }

@@ -52,8 +52,13 @@ need repairing by hand, as the schema's owner. --json prints
 "findings_total"}.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.maxUnsequencedAge < 0 || o.maxFindings < 1 {
-				return usageErrorf("--max-unsequenced-age must not be negative, --max-findings must be 1 or more")
+			switch {
+			case o.maxUnsequencedAge < 0:
+				return usageErrorf("--max-unsequenced-age must not be negative")
+			case o.maxFindings < 1:
+				return usageErrorf("--max-findings must be 1 or more")
+			case o.progressInterval <= 0:
+				return usageErrorf("--progress-interval must be positive")
 			}
 			es, err := a.store(cmd.Context())
 			if err != nil {
