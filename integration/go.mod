@@ -12,7 +12,7 @@ require (
 	github.com/ory/dockertest/v3 v3.12.0
 )
 
-require go.uber.org/goleak v1.3.0 // indirect
+require go.uber.org/goleak v1.3.0
 
 require (
 	dario.cat/mergo v1.0.0 // indirect
