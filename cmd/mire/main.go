@@ -55,7 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	code := exitCode(err)
 	if !errors.Is(err, errFindings) {
-		fmt.Fprintf(stderr, "mire: %v\n", err)
+		// The library's errors start with "mire: " already.
+		fmt.Fprintf(stderr, "mire: %s\n", strings.TrimPrefix(err.Error(), "mire: "))
 		if hint := hintFor(err); hint != "" {
 			fmt.Fprintf(stderr, "mire: %s\n", hint)
 		}

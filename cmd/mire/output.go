@@ -199,7 +199,7 @@ func (p *progress) line(done int64, final bool) string {
 		b.WriteString(", ETA 0s")
 	case rate > 0:
 		left := time.Duration(float64(p.total-shown) / rate * float64(time.Second))
-		fmt.Fprintf(&b, ", ETA %s", left.Round(time.Second))
+		fmt.Fprintf(&b, ", ETA %s", roundETA(left))
 	default:
 		b.WriteString(", ETA -")
 	}
@@ -225,3 +225,12 @@ func (p *progress) finish(done int64, completed bool) {
 
 // elapsed is the time since the progress started.
 func (p *progress) elapsed() time.Duration { return p.now().Sub(p.started) }
+
+// roundETA rounds d to what is worth reading: tenths of a second under
+// 10s, seconds above.
+func roundETA(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}

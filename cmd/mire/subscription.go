@@ -135,7 +135,8 @@ already under way.`,
 			}
 			if !rw.wait {
 				if a.json {
-					return writeJSON(a.stdout, rebuildSummary{Subscription: args[0], Target: head})
+					return writeJSON(a.stdout, rebuildStarted{Subscription: args[0], Action: "reset to 0",
+						Partition: rw.partition, Target: head})
 				}
 				fmt.Fprintf(a.stdout, "reset %s to 0: its runners replay the log up to position %s\n"+
 					"(watch it with: mire subscription wait %s)\n", args[0], count(head), args[0])
@@ -269,6 +270,15 @@ type rebuildOptions struct {
 	// from is where the replay started, for its rate: 0 for a rebuild,
 	// -1 for wherever the first status finds it.
 	from int64
+}
+
+// rebuildStarted is what rebuild without --wait prints.
+type rebuildStarted struct {
+	Subscription string `json:"subscription"`
+	Action       string `json:"action"`
+	Partition    *int   `json:"partition"`
+	// Target is the head at the reset: the replay reaches it first.
+	Target int64 `json:"target"`
 }
 
 // rebuildSummary is what rebuild and wait print at the end.
