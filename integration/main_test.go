@@ -8,7 +8,11 @@ import (
 	"github.com/mire-go/mire/integration/pgenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgenv.RunTests(m)) }
+func TestMain(m *testing.M) {
+	code := pgenv.RunTests(m)
+	removeMireBinary()
+	os.Exit(code)
+}
 
 // A small bank domain shared by the tests.
 
