@@ -262,8 +262,8 @@ func TestUpcastRunsOnceBeforeDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decoded.(pricedTicket).Price; got != 1000 || runs != 1 {
-		t.Errorf("decoded price %d after %d upcaster runs; want 1000 after 1", got, runs)
+	if ticket, ok := decoded.(pricedTicket); !ok || ticket.Price != 1000 || runs != 1 {
+		t.Errorf("decoded %+v after %d upcaster runs; want a price of 1000 after 1", decoded, runs)
 	}
 
 	// An event never upcast is upcast by Decode, once.
@@ -272,7 +272,7 @@ func TestUpcastRunsOnceBeforeDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decoded.(pricedTicket).Price; got != 1000 || runs != 1 {
-		t.Errorf("Decode of a stored event: price %d after %d runs; want 1000 after 1", got, runs)
+	if ticket, ok := decoded.(pricedTicket); !ok || ticket.Price != 1000 || runs != 1 {
+		t.Errorf("Decode of a stored event: %+v after %d runs; want a price of 1000 after 1", decoded, runs)
 	}
 }

@@ -87,11 +87,13 @@ func TestRunnerChaos(t *testing.T) {
 	chaosCtx, stopChaos := context.WithTimeout(ctx, duration)
 	defer stopChaos()
 	var wg sync.WaitGroup
-	var committed sync.Map // stream → *atomic.Int64, events committed
+	var countMu sync.Mutex
+	committed := map[string]int64{} // events committed per stream
 	var total atomic.Int64
 	count := func(stream string, n int) {
-		v, _ := committed.LoadOrStore(stream, new(atomic.Int64))
-		v.(*atomic.Int64).Add(int64(n))
+		countMu.Lock()
+		committed[stream] += int64(n)
+		countMu.Unlock()
 		total.Add(int64(n))
 	}
 	streams := 40
@@ -209,13 +211,13 @@ func TestRunnerChaos(t *testing.T) {
 	if got := model.totalEvents(t); got != total.Load() {
 		t.Errorf("the read model counted %d events, %d were committed", got, total.Load())
 	}
-	committed.Range(func(key, value any) bool {
-		stream := key.(string)
-		if _, n := model.get(t, stream); n != value.(*atomic.Int64).Load() {
-			t.Errorf("%s: %d events in the read model, %d committed", stream, n, value.(*atomic.Int64).Load())
+	countMu.Lock()
+	defer countMu.Unlock()
+	for stream, want := range committed {
+		if _, n := model.get(t, stream); n != want {
+			t.Errorf("%s: %d events in the read model, %d committed", stream, n, want)
 		}
-		return true
-	})
+	}
 	var shared int
 	if err := es.Pool().QueryRow(ctx, "SELECT count(*) FROM (SELECT partition, fence FROM "+audit+
 		" GROUP BY partition, fence HAVING count(DISTINCT worker) > 1) AS s").Scan(&shared); err != nil {

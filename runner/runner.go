@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -282,9 +281,4 @@ func (r *Runner) leaseSignal(name string) *signal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.leaseSignals[name]
-}
-
-// isCancel reports an error caused by ctx ending.
-func isCancel(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, core.ErrDatabase))
 }

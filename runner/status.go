@@ -9,12 +9,12 @@ import (
 type State string
 
 const (
-	// StateRunning: its leader dispatches events.
+	// StateRunning means its leader dispatches events.
 	StateRunning State = "running"
-	// StatePaused: paused by an operator (Control.Pause); its leader holds
+	// StatePaused means an operator paused it (Control.Pause); its leader holds
 	// the lease and dispatches nothing until it is resumed.
 	StatePaused State = "paused"
-	// StateFailed: an event failed MaxAttempts times under the Stop
+	// StateFailed means an event failed MaxAttempts times under the Stop
 	// policy; LastError and ErrorPosition say which and why. It stays so
 	// until it is resumed (the event is tried again) or reset.
 	StateFailed State = "failed"

@@ -87,7 +87,8 @@ func (c *Context) Now() (time.Time, error) {
 	}
 	if s != nil {
 		var t time.Time
-		return t, c.decode(s.Result, &t)
+		err := c.decode(s.Result, &t)
+		return t, err
 	}
 	return c.dbNow, c.journalStep(nil, stepped{Seq: n, Kind: kindNow, Name: "now", Result: mustJSON(c.dbNow)})
 }
@@ -100,7 +101,8 @@ func (c *Context) UUID() (uuid.UUID, error) {
 	}
 	if s != nil {
 		var id uuid.UUID
-		return id, c.decode(s.Result, &id)
+		err := c.decode(s.Result, &id)
+		return id, err
 	}
 	id := uuid.New()
 	return id, c.journalStep(nil, stepped{Seq: n, Kind: kindUUID, Name: "uuid", Result: mustJSON(id)})
@@ -266,7 +268,8 @@ func Send(c *Context, streamID string, expected core.ExpectedVersion, event core
 			return Request{}, &StepError{Step: name, Message: s.Error}
 		}
 		var req Request
-		return req, c.decode(s.Result, &req)
+		err := c.decode(s.Result, &req)
+		return req, err
 	}
 	eventID := derivedID(c.instance.correlationID, "send/"+strconv.Itoa(n))
 	scope, err := c.engine.store.Begin(c.ctx)
@@ -340,7 +343,8 @@ func Step[T any](c *Context, name string, fn func(ctx context.Context, info Step
 		return zero, err
 	}
 	var result T
-	return result, c.decode(encoded, &result)
+	err = c.decode(encoded, &result)
+	return result, err
 }
 
 // StepTx runs fn in a transaction that also journals its result: exactly
@@ -392,7 +396,8 @@ func journaledResult[T any](c *Context, s *stepped) (T, error) {
 	if s.Error != "" {
 		return result, &StepError{Step: s.Name, Message: s.Error}
 	}
-	return result, c.decode(s.Result, &result)
+	err := c.decode(s.Result, &result)
+	return result, err
 }
 
 func mustJSONValue(v any) json.RawMessage {

@@ -93,6 +93,10 @@ func (noMetrics) Step(string, time.Duration, Status) {}
 // Status is where a saga is.
 type Status string
 
+// The statuses of a saga: running or waiting (for a reply or a timer),
+// compensating after a failure; completed, failed (with nothing to
+// compensate) or compensated at the end; compensation_failed and blocked
+// until an operator retries it (Engine.Retry).
 const (
 	StatusRunning            Status = "running"
 	StatusWaiting            Status = "waiting"
