@@ -13,6 +13,7 @@ import (
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/runner"
+	"github.com/mire-go/mire/saga"
 	"github.com/mire-go/mire/store"
 )
 
@@ -148,4 +149,38 @@ func TestRunnerLeavesNoGoroutines(t *testing.T) {
 			t.Errorf("%s/%d still held by %s after Run returned", s.Subscription, s.Partition, s.Worker)
 		}
 	}
+}
+
+// The runtime role runs sagas end to end: starts, the inbox router, the
+// executors, participants' replies, compensation and operations.
+func TestRuntimeRoleRunsSagas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, es, _, _ := runtimeStore(t, 12)
+	rt, err := store.New(es.Pool(), &store.Config{Schema: owner.Schema(), Registry: sagaRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newSagaEnv(t, rt, fastSagas("runtime"), nil)
+	done, err := orderSaga.Start(ctx, env.engine, "ok", PlaceOrder{SKU: "apple", Qty: 1, Amount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := result(t, done); err != nil {
+		t.Fatalf("a saga run as the runtime role: %v", err)
+	}
+	declined, err := orderSaga.Start(ctx, env.engine, "declined", PlaceOrder{SKU: "pear", Qty: 1, Amount: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := result(t, declined); err == nil {
+		t.Fatal("a declined payment completed")
+	}
+	if _, err := env.engine.List(ctx, saga.ListOpts{Status: saga.StatusCompensated}); err != nil {
+		t.Fatal(err)
+	}
+	// The runtime role cannot rewrite the journals, which are events.
+	_, err = rt.Pool().Exec(ctx, fmt.Sprintf("DELETE FROM %s.events WHERE stream_id = $1", pgx.Identifier{owner.Schema()}.Sanitize()),
+		saga.JournalStream("order", "ok"))
+	assertSQLState(t, err, "42501", "deleting a journal")
 }
