@@ -500,7 +500,7 @@ func TestSagaCancel(t *testing.T) {
 	}
 }
 
-// Waiting sagas hold no goroutines: two thousand of them waiting for
+// Waiting sagas hold no goroutines: ten thousand of them waiting for
 // replies that never come leave the goroutine count where it was.
 func TestSagaWaitingHoldsNoGoroutines(t *testing.T) {
 	t.Parallel()
@@ -511,7 +511,7 @@ func TestSagaWaitingHoldsNoGoroutines(t *testing.T) {
 	}, saga.Receives(PaymentTaken{}))
 	es := pgenv.NewStore(t, nil, &store.Config{Registry: sagaRegistry()})
 	engine := startEngine(t, es, fastSagas("a"), def)
-	const sagas = 2000
+	const sagas = 10_000
 	var wg sync.WaitGroup
 	ids := make(chan int, sagas)
 	for i := range sagas {
@@ -529,7 +529,7 @@ func TestSagaWaitingHoldsNoGoroutines(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, 60*time.Second, "every saga waits", func() bool {
+	eventually(t, 3*time.Minute, "every saga waits", func() bool {
 		counts, err := engine.Counts(ctx)
 		return err == nil && counts[saga.StatusWaiting] == sagas
 	})
