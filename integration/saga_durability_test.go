@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
@@ -119,44 +120,87 @@ func TestSagaCrashMidStep(t *testing.T) {
 	}
 }
 
-// An executor paused past its claim while its StepTx is open: another
-// executor runs the saga to its end; the stale one's journal append
-// conflicts, so its transaction, and the write in it, roll back.
+// pausableStore is a store on a pool of its own whose acquires can be
+// held, as in a stopped process.
+func pausableStore(t *testing.T, schema, name string) (*store.EventStore, *atomic.Bool) {
+	t.Helper()
+	var paused atomic.Bool
+	config, err := pgxpool.ParseConfig(pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.ConnConfig.RuntimeParams["application_name"] = "pausable-" + name + "-" + schema
+	config.PrepareConn = func(ctx context.Context, _ *pgx.Conn) (bool, error) {
+		for paused.Load() {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return true, nil
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	es, err := store.New(pool, &store.Config{Schema: schema, Registry: sagaRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es, &paused
+}
+
+// An executor whose process stops while its StepTx is open (it can no
+// longer renew its claim) is overtaken once the claim expires: another
+// executor runs the saga to its end, and the stale one's journal append
+// conflicts when it wakes, so its transaction, and the write in it, roll
+// back. An executor that is merely slow keeps its claim by renewing it.
 func TestSagaStaleExecutorIsFenced(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	es := pgenv.NewStore(t, nil, &store.Config{Registry: sagaRegistry()})
 	table := pgx.Identifier{es.Schema(), "writes"}.Sanitize()
-	if _, err := es.Pool().Exec(ctx, "CREATE TABLE "+table+" (worker text)"); err != nil {
+	if _, err := es.Pool().Exec(ctx, "CREATE TABLE "+table+" (n int)"); err != nil {
 		t.Fatal(err)
 	}
+	slowStore, paused := pausableStore(t, es.Schema(), "slow")
 	release := make(chan struct{})
-	var paused atomic.Bool
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	var stalled atomic.Bool
 	def := saga.Define("stale", 1, func(c *saga.Context, _ struct{}) (string, error) {
 		return saga.StepTx(c, "write", func(ctx context.Context, scope *store.Scope) (string, error) {
-			lease, _ := ctx.Value(workerKey{}).(string)
-			if _, err := scope.Tx().Exec(ctx, "INSERT INTO "+table+" VALUES ($1)", lease); err != nil {
+			if _, err := scope.Tx().Exec(ctx, "INSERT INTO "+table+" VALUES (1)"); err != nil {
 				return "", err
 			}
-			if paused.CompareAndSwap(false, true) {
-				<-release // the executor stalls past its claim
+			if stalled.CompareAndSwap(false, true) {
+				paused.Store(true) // the process stops: no claim renewal either
+				<-release
 			}
 			return "written", nil
 		})
 	})
 	slowConfig := fastSagas("slow")
 	slowConfig.ClaimTTL = time.Second
-	slow := startEngine(t, es, slowConfig, def)
+	slow := startEngine(t, slowStore, slowConfig, def)
 	if _, err := def.Start(ctx, slow, "s-2", struct{}{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the first executor stalls", paused.Load)
+	eventually(t, 10*time.Second, "the first executor stalls", stalled.Load)
 	fastConfig := fastSagas("fast")
 	fastConfig.ClaimTTL = time.Second
 	fast := startEngine(t, es, fastConfig, def)
 	if got, err := result(t, def.Handle(fast, "s-2")); err != nil || got != "written" {
 		t.Fatalf("Result = %q, %v", got, err)
 	}
+	paused.Store(false)
 	close(release)
 	time.Sleep(500 * time.Millisecond) // the stale executor tries to commit
 	var rows int
@@ -171,7 +215,37 @@ func TestSagaStaleExecutorIsFenced(t *testing.T) {
 	}
 }
 
-type workerKey struct{}
+// A long step keeps its claim: the executor renews it, and no other
+// executor runs the saga beside it.
+func TestSagaLongStepKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: sagaRegistry()})
+	var runs atomic.Int32
+	def := saga.Define("long", 1, func(c *saga.Context, _ struct{}) (int, error) {
+		return saga.Step(c, "slow", func(context.Context, saga.StepInfo) (int, error) {
+			runs.Add(1)
+			time.Sleep(2500 * time.Millisecond) // past two claim TTLs
+			return 1, nil
+		})
+	})
+	config := func(name string) *saga.Config {
+		c := fastSagas(name)
+		c.ClaimTTL = time.Second
+		return c
+	}
+	a := startEngine(t, es, config("a"), def)
+	startEngine(t, es, config("b"), def)
+	if _, err := def.Start(ctx, a, "l-1", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := result(t, def.Handle(a, "l-1")); err != nil || got != 1 {
+		t.Fatalf("Result = %d, %v", got, err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the step ran %d times, want once", n)
+	}
+}
 
 // A reply delivered twice (the inbox subscription rewound to the start of
 // the log) is one inbox entry; a reply that arrives while the saga sleeps,
@@ -542,3 +616,93 @@ func TestSagaWaitingHoldsNoGoroutines(t *testing.T) {
 }
 
 var _ = runner.StartAtHead
+
+// Engines run only the sagas they define, so services with sagas of their
+// own share a schema; an engine may hold several versions of one saga,
+// each saga running under the version it started with.
+func TestSagaEnginesRunTheirOwnSagas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: sagaRegistry()})
+	answer := func(name string, version int, v string) *saga.Definition[struct{}, string] {
+		return saga.Define(name, version, func(*saga.Context, struct{}) (string, error) { return v, nil })
+	}
+	starter, err := saga.New(es, nil, &saga.Config{NoExecutors: true}, answer("svc_a", 1, ""), answer("svc_b", 1, ""),
+		answer("multi", 1, ""), answer("multi", 2, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startEngine(t, es, fastSagas("a"), answer("svc_a", 1, "a"))
+	if _, err := answer("svc_b", 1, "").Start(ctx, starter, "b-1", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := answer("svc_a", 1, "").Start(ctx, starter, "a-1", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := result(t, answer("svc_a", 1, "").Handle(starter, "a-1")); err != nil || got != "a" {
+		t.Fatalf("svc_a: %q, %v", got, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if info, err := starter.Get(ctx, "svc_b", "b-1"); err != nil || info.Status != saga.StatusRunning {
+		t.Fatalf("svc_b's saga with only svc_a's engine running: %+v, %v; want it left running", info, err)
+	}
+	startEngine(t, es, fastSagas("b"), answer("svc_b", 1, "b"))
+	if got, err := result(t, answer("svc_b", 1, "").Handle(starter, "b-1")); err != nil || got != "b" {
+		t.Fatalf("svc_b: %q, %v", got, err)
+	}
+
+	// Two versions in one engine.
+	if _, err := answer("multi", 1, "").Start(ctx, starter, "m-1", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := answer("multi", 2, "").Start(ctx, starter, "m-2", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	startEngine(t, es, fastSagas("m"), answer("multi", 1, "one"), answer("multi", 2, "two"))
+	for id, want := range map[string]string{"m-1": "one", "m-2": "two"} {
+		if got, err := result(t, answer("multi", 1, "").Handle(starter, id)); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", id, got, err, want)
+		}
+	}
+	if _, err := saga.New(es, nil, nil, answer("multi", 1, ""), answer("multi", 1, "")); !errors.Is(err, core.ErrInvalidInput) {
+		t.Errorf("one version defined twice: %v", err)
+	}
+}
+
+// A reply that reaches a blocked saga is kept in its journal: once the
+// code is fixed and the saga retried, the saga takes it.
+func TestSagaBlockedSagaKeepsReplies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var broken atomic.Bool
+	broken.Store(true)
+	def := saga.Define("fragile", 1, func(c *saga.Context, _ struct{}) (string, error) {
+		req, err := saga.Send(c, "payment-"+c.ID(), core.Any, ChargePayment{OrderID: c.ID(), Amount: 1})
+		if err != nil {
+			return "", err
+		}
+		if broken.Load() {
+			panic("a bug, fixed in the next deploy")
+		}
+		if _, err := saga.AwaitResponse[StockReply](c, req); err != nil {
+			return "", err
+		}
+		return "paid", nil
+	}, saga.Receives(PaymentTaken{}))
+	env := newSagaEnv(t, nil, fastSagas("a"), nil, def)
+	if _, err := def.Start(ctx, env.engine, "f-1", struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "blocked, and the reply routed", func() bool {
+		info, err := env.engine.Get(ctx, "fragile", "f-1")
+		return err == nil && info.Status == saga.StatusBlocked &&
+			countEvents(t, env.es, saga.JournalStream("fragile", "f-1"), "saga.received") == 1
+	})
+	broken.Store(false)
+	if err := env.engine.Retry(ctx, "fragile", "f-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := result(t, def.Handle(env.engine, "f-1")); err != nil || got != "paid" {
+		t.Fatalf("Result = %q, %v", got, err)
+	}
+}

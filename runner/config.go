@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/store"
 )
 
 // Defaults of Config.
@@ -62,6 +63,12 @@ type Config struct {
 	// runner runs one, so that new events get positions and reach
 	// subscriptions. Defaults to false.
 	NoSequencer bool
+
+	// Sequencer configures the sequencer the runner runs (see
+	// NoSequencer): its Interval bounds how soon a new event reaches
+	// subscriptions. Defaults to the store's defaults (an Interval of
+	// store.SequencerIntervalDefault, 20ms).
+	Sequencer *store.SequencerConfig
 
 	// NoLead opts this runner out of leading: it takes no lease and
 	// dispatches nothing, and leaves every partition to the others (Status

@@ -51,6 +51,9 @@ func New(es *store.EventStore, config *Config) (*Runner, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if _, err := store.NewSequencer(es, c.Sequencer); err != nil {
+		return nil, err
+	}
 	c = c.withDefaults()
 	r := &Runner{store: es, config: c, db: newDB(es), leaseSignals: map[string]*signal{}, newEvents: newSignal()}
 	r.control = &Control{store: es, db: r.db, progress: newSignal()}
@@ -168,8 +171,10 @@ func (r *Runner) run(ctx context.Context, subs []*Subscription) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if !r.config.NoSequencer {
-		sequencer, err := store.NewSequencer(r.store, nil)
-		if err == nil {
+		sequencer, err := store.NewSequencer(r.store, r.config.Sequencer)
+		if err != nil {
+			r.config.Logger.ErrorContext(ctx, "runner: the sequencer's configuration is invalid; not sequencing", "error", err)
+		} else {
 			_ = sequencer.Start(ctx) // always nil
 			defer func() {
 				cleanup, cancel := lifecycle.CleanupContext(ctx, time.Second)

@@ -251,3 +251,22 @@ func (s *Subscription) query(partition int, from int64) core.StreamQuery {
 func (s *Subscription) sparse() bool {
 	return s.Category != "" || len(s.EventTypes) > 0 || s.partitions() > 1
 }
+
+// afterCommitKey holds a batch's after-commit callbacks in its handlers'
+// context.
+type afterCommitKey struct{}
+
+type afterCommit struct{ fns []func() }
+
+// AfterCommit runs fn once the checkpoint transaction of the
+// TransactionalEventHandler given ctx has committed, and never if it rolls
+// back: for telling other components about what the handler wrote, which
+// they cannot see before. Outside a transactional handler it runs fn at
+// once.
+func AfterCommit(ctx context.Context, fn func()) {
+	if hooks, ok := ctx.Value(afterCommitKey{}).(*afterCommit); ok {
+		hooks.fns = append(hooks.fns, fn)
+		return
+	}
+	fn()
+}

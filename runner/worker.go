@@ -354,8 +354,10 @@ func (w *worker) dispatch(ctx context.Context, events []*core.RecordedEvent, thr
 	if err := db.boundIdleness(ctx, scope.Tx(), w.runner.config.LeaseTTL); err != nil {
 		return 0, err
 	}
+	hooks := &afterCommit{}
+	handlerCtx := context.WithValue(ctx, afterCommitKey{}, hooks)
 	for _, recorded := range events {
-		if err := w.handle(ctx, scope, recorded); err != nil {
+		if err := w.handle(handlerCtx, scope, recorded); err != nil {
 			return 0, err
 		}
 	}
@@ -367,6 +369,9 @@ func (w *worker) dispatch(ctx context.Context, events []*core.RecordedEvent, thr
 	}
 	w.attemptPending = more
 	w.advanced(through)
+	for _, fn := range hooks.fns {
+		fn()
+	}
 	return len(events), nil
 }
 

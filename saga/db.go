@@ -45,9 +45,9 @@ func (d *db) create(ctx context.Context, exec store.Executor, c claimed) error {
 	return d.fail("index saga", err)
 }
 
-func (d *db) claim(ctx context.Context, worker string, claim time.Duration, maxSagas int) ([]claimed, error) {
+func (d *db) claim(ctx context.Context, worker string, claim time.Duration, maxSagas int, names []string) ([]claimed, error) {
 	rows, err := d.q.SagaClaim(ctx, d.pool(), &dbsqlc.SagaClaimParams{Worker: worker, ClaimMs: claim.Milliseconds(),
-		MaxSagas: int32(maxSagas)})
+		Names: names, MaxSagas: int32(maxSagas)})
 	if err != nil {
 		return nil, d.fail("claim sagas", err)
 	}
@@ -61,8 +61,8 @@ func (d *db) claim(ctx context.Context, worker string, claim time.Duration, maxS
 
 // nextWake returns how long until the next saga falls due; ok is false when
 // none waits for a time.
-func (d *db) nextWake(ctx context.Context) (time.Duration, bool, error) {
-	row, err := d.q.SagaNextWake(ctx, d.pool())
+func (d *db) nextWake(ctx context.Context, names []string) (time.Duration, bool, error) {
+	row, err := d.q.SagaNextWake(ctx, d.pool(), names)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -118,6 +118,12 @@ func (d *db) routeTo(ctx context.Context, tx store.Executor, correlationID uuid.
 		return "", "", "", false, d.fail("route reply", err)
 	}
 	return row.Name, row.ID, row.StreamID, true, nil
+}
+
+// renewClaim extends a claim; false when it is no longer this worker's.
+func (d *db) renewClaim(ctx context.Context, c claimed, worker string, claim time.Duration) (bool, error) {
+	n, err := d.q.SagaRenewClaim(ctx, d.pool(), &dbsqlc.SagaRenewClaimParams{ClaimMs: claim.Milliseconds(), Name: c.name, ID: c.id, Worker: worker})
+	return n > 0, d.fail("renew claim", err)
 }
 
 func (d *db) wake(ctx context.Context, exec store.Executor, name, id string, retry bool) (string, bool, error) {

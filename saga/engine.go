@@ -144,21 +144,23 @@ type ListOpts struct {
 
 // Engine runs sagas: it starts them, routes replies into their journals
 // (a subscription of the given runner) and runs due sagas on its
-// executors. Any number of engines may run against one schema.
+// executors. Any number of engines may run against one schema; each runs
+// the sagas of the definitions it was given (every version given), so
+// services with sagas of their own can share a schema.
 type Engine struct {
 	base lifecycle.Base
 
 	store       *store.EventStore
 	config      Config
 	db          *db
-	definitions map[string]definitionInfo
+	definitions map[string]map[int]definitionInfo // by name, then version
+	names       []string                          // the names defined: the sagas this engine runs
 	receives    []string
 
 	wake        chan struct{} // a saga became due in this process
 	newEvents   func() <-chan struct{}
 	stepResults *resultCache
-	progress    *sync.Cond // broadcast when a saga of this process ends a run
-	progressMu  sync.Mutex
+	progress    *progressSignal // a saga of this process ended a run
 }
 
 // New returns an Engine for definitions on es. r is the runner that
@@ -206,16 +208,23 @@ func New(es *store.EventStore, r *runner.Runner, config *Config, definitions ...
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}
 	}
-	e := &Engine{store: es, config: c, db: &db{store: es, q: dbsqlc.New()}, definitions: map[string]definitionInfo{},
-		wake: make(chan struct{}, 1), stepResults: &resultCache{results: map[string]json.RawMessage{}}}
-	e.progress = sync.NewCond(&e.progressMu)
+	e := &Engine{store: es, config: c, db: &db{store: es, q: dbsqlc.New()}, definitions: map[string]map[int]definitionInfo{},
+		wake: make(chan struct{}, 1), stepResults: &resultCache{results: map[string]json.RawMessage{}},
+		progress: &progressSignal{ch: make(chan struct{})}}
 	seen := map[string]bool{}
 	for _, d := range definitions {
 		info := d.info()
-		if _, dup := e.definitions[info.name]; dup {
-			return nil, &core.InvalidInputError{Field: "definitions", Value: info.name, Reason: "defined twice"}
+		versions := e.definitions[info.name]
+		if versions == nil {
+			versions = map[int]definitionInfo{}
+			e.definitions[info.name] = versions
+			e.names = append(e.names, info.name)
 		}
-		e.definitions[info.name] = info
+		if _, dup := versions[info.version]; dup {
+			return nil, &core.InvalidInputError{Field: "definitions", Value: info.name,
+				Reason: fmt.Sprintf("version %d defined twice", info.version)}
+		}
+		versions[info.version] = info
 		for _, t := range info.receives {
 			if !seen[t] {
 				seen[t] = true
@@ -227,7 +236,10 @@ func New(es *store.EventStore, r *runner.Runner, config *Config, definitions ...
 	if r != nil {
 		e.newEvents = r.NewEvents
 		if len(e.receives) > 0 {
-			err := r.Add(runner.Subscription{Name: InboxSubscription, EventTypes: e.receives, StartAt: runner.StartAtHead,
+			// From the beginning: a reply to a saga started before the
+			// subscription first ran must reach it too. The first run reads
+			// the log once, keeping only the reply types.
+			err := r.Add(runner.Subscription{Name: InboxSubscription, EventTypes: e.receives, StartAt: runner.StartAtBeginning,
 				TxHandler: e.route})
 			if err != nil {
 				return nil, err
@@ -288,7 +300,7 @@ func (e *Engine) run(ctx context.Context) {
 		var claimed []claimed
 		var err error
 		if free > 0 {
-			claimed, err = e.db.claim(ctx, e.config.WorkerID, e.config.ClaimTTL, free)
+			claimed, err = e.db.claim(ctx, e.config.WorkerID, e.config.ClaimTTL, free, e.names)
 			if err != nil && ctx.Err() == nil {
 				delay := backoff.Failure()
 				e.config.Logger.WarnContext(ctx, "saga: claiming due sagas failed", "error", err, "retry_in", delay)
@@ -314,7 +326,7 @@ func (e *Engine) run(ctx context.Context) {
 			continue // there may be more due
 		}
 		wait := e.config.PollInterval
-		if until, ok, err := e.db.nextWake(ctx); err == nil && ok {
+		if until, ok, err := e.db.nextWake(ctx, e.names); err == nil && ok {
 			wait = min(wait, max(until, time.Millisecond))
 		}
 		timer := time.NewTimer(wait)
@@ -333,14 +345,52 @@ func (e *Engine) run(ctx context.Context) {
 // must stop.
 func (e *Engine) execute(ctx context.Context, c claimed) {
 	started := time.Now()
+	// A long step must not let the claim lapse while the executor still
+	// works: another would run the saga beside it (the journal's version
+	// would fence it, but a Step's side effect would run twice).
+	renewing, stopRenewing := context.WithCancel(ctx)
+	var renewer sync.WaitGroup
+	renewer.Go(func() {
+		ticker := time.NewTicker(e.config.ClaimTTL / 3)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-renewing.Done():
+				return
+			case <-ticker.C:
+				if ok, err := e.db.renewClaim(renewing, c, e.config.WorkerID, e.config.ClaimTTL); err == nil && !ok {
+					return
+				}
+			}
+		}
+	})
+	defer renewer.Wait()
+	defer stopRenewing()
 	status, err := e.executeRuns(ctx, c)
 	if err != nil && ctx.Err() == nil {
 		e.config.Logger.WarnContext(ctx, "saga: run failed", "saga", c.name, "id", c.id, "error", err)
 	}
 	e.config.Metrics.Step(c.name, time.Since(started), status)
-	e.progressMu.Lock()
-	e.progress.Broadcast()
-	e.progressMu.Unlock()
+	e.progress.notify()
+}
+
+// progressSignal wakes Result waiters of this process when a run ends.
+type progressSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (p *progressSignal) wait() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+func (p *progressSignal) notify() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.ch)
+	p.ch = make(chan struct{})
 }
 
 func (e *Engine) executeRuns(ctx context.Context, c claimed) (Status, error) {
@@ -357,8 +407,8 @@ func (e *Engine) executeRuns(ctx context.Context, c claimed) (Status, error) {
 			return e.end(ctx, c, nil, release{status: j.finished.Status, seenVersion: j.version, result: j.finished.Result,
 				lastError: j.finished.Error})
 		}
-		def, ok := e.definitions[c.name]
-		if !ok || def.version != j.started.Version {
+		def, ok := e.definitions[c.name][j.started.Version]
+		if !ok {
 			return e.end(ctx, c, nil, release{status: StatusBlocked, seenVersion: j.version,
 				lastError: fmt.Sprintf("this engine has no definition %q at version %d", c.name, j.started.Version)})
 		}
@@ -585,7 +635,9 @@ func (e *Engine) route(ctx context.Context, scope *store.Scope, event runner.Han
 	if err != nil {
 		return err
 	}
-	e.signal()
+	// Due once the router's transaction commits: an executor that looked
+	// before would not see it.
+	runner.AfterCommit(ctx, e.signal)
 	return nil
 }
 

@@ -43,8 +43,8 @@ func (d *Definition[I, R]) Start(ctx context.Context, e *Engine, id string, inpu
 // the scope commits, with what else it wrote, and not at all if it rolls
 // back.
 func (d *Definition[I, R]) StartTx(ctx context.Context, e *Engine, scope *store.Scope, id string, input I) (*Handle[R], error) {
-	if _, ok := e.definitions[d.name]; !ok {
-		return nil, &core.InvalidInputError{Field: "definition", Value: d.name, Reason: "not given to saga.New"}
+	if _, ok := e.definitions[d.name][d.version]; !ok {
+		return nil, &core.InvalidInputError{Field: "definition", Value: d.name, Reason: fmt.Sprintf("version %d not given to saga.New", d.version)}
 	}
 	stream := JournalStream(d.name, id)
 	if err := core.ValidateStreamID(stream); err != nil || id == "" {
@@ -88,6 +88,9 @@ func (h *Handle[R]) Result(ctx context.Context) (R, error) {
 	var zero R
 	delay := 5 * time.Millisecond
 	for {
+		// A run of this process wakes the wait at once; one of another
+		// process is polled.
+		progressed := h.engine.progress.wait()
 		info, err := h.Status(ctx)
 		if err != nil {
 			return zero, err
@@ -107,6 +110,7 @@ func (h *Handle[R]) Result(ctx context.Context) (R, error) {
 		select {
 		case <-ctx.Done():
 			return zero, ctx.Err()
+		case <-progressed:
 		case <-time.After(delay):
 			delay = min(delay*2, 100*time.Millisecond)
 		}

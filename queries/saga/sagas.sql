@@ -9,12 +9,14 @@ ON CONFLICT DO NOTHING
 RETURNING name;
 
 -- name: SagaClaim :many
--- Claims up to max_sagas due sagas for worker until the claim expires,
--- the longest due first. Sagas another executor holds are skipped.
+-- Claims up to max_sagas due sagas of the definitions the worker runs
+-- (names) until the claim expires, the longest due first. Sagas another
+-- executor holds are skipped.
 WITH due AS (
     SELECT s.name, s.id
     FROM /* TEMPLATE: schema */saga_instances AS s
     WHERE s.wake_at <= now() AND (s.claimed_until IS NULL OR s.claimed_until < now())
+      AND s.name = ANY (sqlc.arg(names)::text[])
     ORDER BY s.wake_at
     LIMIT sqlc.arg(max_sagas)::integer
     FOR UPDATE SKIP LOCKED
@@ -26,10 +28,10 @@ WHERE s.name = due.name AND s.id = due.id
 RETURNING s.name, s.id, s.stream_id, s.correlation_id, s.definition_version, s.attempts, now()::timestamptz AS db_now;
 
 -- name: SagaNextWake :one
--- When the next saga falls due, by the database clock, and the clock; no
--- row: none is waiting for a time.
+-- When the next saga of the definitions the worker runs falls due, by the
+-- database clock, and the clock; no row: none is waiting for a time.
 SELECT wake_at::timestamptz AS next_wake, now()::timestamptz AS db_now FROM /* TEMPLATE: schema */saga_instances
-WHERE wake_at IS NOT NULL
+WHERE wake_at IS NOT NULL AND name = ANY (sqlc.arg(names)::text[])
 ORDER BY wake_at
 LIMIT 1;
 
@@ -58,14 +60,22 @@ SET status = sqlc.arg(status)::text,
 WHERE s.name = sqlc.arg(name)::text AND s.id = sqlc.arg(id)::text;
 
 -- name: SagaRouteTo :one
--- The live saga a reply with correlation_id belongs to, made due at once.
--- Locks its row first, so that an executor ending its claim reads the
--- journal after this transaction's append (see SagaRelease). No row: no
--- such saga, or it has ended.
+-- The saga a reply with correlation_id belongs to, made due at once unless
+-- it waits for an operator (blocked, or failed in compensation: the reply
+-- is kept for when it runs again). Locks its row first, so that an executor
+-- ending its claim reads the journal after this transaction's append (see
+-- SagaRelease). No row: no such saga, or it has ended.
 UPDATE /* TEMPLATE: schema */saga_instances
-SET wake_at = now(), updated_at = now()
-WHERE correlation_id = @correlation_id AND status IN ('running', 'waiting', 'compensating')
+SET wake_at = CASE WHEN status IN ('blocked', 'compensation_failed') THEN wake_at ELSE now() END,
+    updated_at = now()
+WHERE correlation_id = @correlation_id AND status NOT IN ('completed', 'failed', 'compensated')
 RETURNING name, id, stream_id;
+
+-- name: SagaRenewClaim :execrows
+-- Extends a claim while its executor still runs the saga (a long step).
+UPDATE /* TEMPLATE: schema */saga_instances
+SET claimed_until = now() + sqlc.arg(claim_ms)::bigint * interval '1 millisecond'
+WHERE name = sqlc.arg(name)::text AND id = sqlc.arg(id)::text AND claimed_by = sqlc.arg(worker)::text;
 
 -- name: SagaWake :one
 -- Makes a saga due at once; with retry, a blocked or failed-compensation

@@ -26,8 +26,9 @@ WITH due AS (
     SELECT s.name, s.id
     FROM /* TEMPLATE: schema */saga_instances AS s
     WHERE s.wake_at <= now() AND (s.claimed_until IS NULL OR s.claimed_until < now())
+      AND s.name = ANY ($3::text[])
     ORDER BY s.wake_at
-    LIMIT $3::integer
+    LIMIT $4::integer
     FOR UPDATE SKIP LOCKED
 )
 UPDATE /* TEMPLATE: schema */saga_instances AS s
@@ -40,6 +41,7 @@ RETURNING s.name, s.id, s.stream_id, s.correlation_id, s.definition_version, s.a
 type SagaClaimParams struct {
 	Worker   string
 	ClaimMs  int64
+	Names    []string
 	MaxSagas int32
 }
 
@@ -53,10 +55,16 @@ type SagaClaimRow struct {
 	DbNow             time.Time
 }
 
-// Claims up to max_sagas due sagas for worker until the claim expires,
-// the longest due first. Sagas another executor holds are skipped.
+// Claims up to max_sagas due sagas of the definitions the worker runs
+// (names) until the claim expires, the longest due first. Sagas another
+// executor holds are skipped.
 func (q *Queries) SagaClaim(ctx context.Context, db DBTX, arg *SagaClaimParams) ([]*SagaClaimRow, error) {
-	rows, err := db.Query(ctx, sagaClaim, arg.Worker, arg.ClaimMs, arg.MaxSagas)
+	rows, err := db.Query(ctx, sagaClaim,
+		arg.Worker,
+		arg.ClaimMs,
+		arg.Names,
+		arg.MaxSagas,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +261,7 @@ func (q *Queries) SagaLock(ctx context.Context, db DBTX, arg *SagaLockParams) (s
 
 const sagaNextWake = `-- name: SagaNextWake :one
 SELECT wake_at::timestamptz AS next_wake, now()::timestamptz AS db_now FROM /* TEMPLATE: schema */saga_instances
-WHERE wake_at IS NOT NULL
+WHERE wake_at IS NOT NULL AND name = ANY ($1::text[])
 ORDER BY wake_at
 LIMIT 1
 `
@@ -263,10 +271,10 @@ type SagaNextWakeRow struct {
 	DbNow    time.Time
 }
 
-// When the next saga falls due, by the database clock, and the clock; no
-// row: none is waiting for a time.
-func (q *Queries) SagaNextWake(ctx context.Context, db DBTX) (*SagaNextWakeRow, error) {
-	row := db.QueryRow(ctx, sagaNextWake)
+// When the next saga of the definitions the worker runs falls due, by the
+// database clock, and the clock; no row: none is waiting for a time.
+func (q *Queries) SagaNextWake(ctx context.Context, db DBTX, names []string) (*SagaNextWakeRow, error) {
+	row := db.QueryRow(ctx, sagaNextWake, names)
 	var i SagaNextWakeRow
 	err := row.Scan(&i.NextWake, &i.DbNow)
 	return &i, err
@@ -315,10 +323,38 @@ func (q *Queries) SagaRelease(ctx context.Context, db DBTX, arg *SagaReleasePara
 	return err
 }
 
+const sagaRenewClaim = `-- name: SagaRenewClaim :execrows
+UPDATE /* TEMPLATE: schema */saga_instances
+SET claimed_until = now() + $1::bigint * interval '1 millisecond'
+WHERE name = $2::text AND id = $3::text AND claimed_by = $4::text
+`
+
+type SagaRenewClaimParams struct {
+	ClaimMs int64
+	Name    string
+	ID      string
+	Worker  string
+}
+
+// Extends a claim while its executor still runs the saga (a long step).
+func (q *Queries) SagaRenewClaim(ctx context.Context, db DBTX, arg *SagaRenewClaimParams) (int64, error) {
+	result, err := db.Exec(ctx, sagaRenewClaim,
+		arg.ClaimMs,
+		arg.Name,
+		arg.ID,
+		arg.Worker,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const sagaRouteTo = `-- name: SagaRouteTo :one
 UPDATE /* TEMPLATE: schema */saga_instances
-SET wake_at = now(), updated_at = now()
-WHERE correlation_id = $1 AND status IN ('running', 'waiting', 'compensating')
+SET wake_at = CASE WHEN status IN ('blocked', 'compensation_failed') THEN wake_at ELSE now() END,
+    updated_at = now()
+WHERE correlation_id = $1 AND status NOT IN ('completed', 'failed', 'compensated')
 RETURNING name, id, stream_id
 `
 
@@ -328,10 +364,11 @@ type SagaRouteToRow struct {
 	StreamID string
 }
 
-// The live saga a reply with correlation_id belongs to, made due at once.
-// Locks its row first, so that an executor ending its claim reads the
-// journal after this transaction's append (see SagaRelease). No row: no
-// such saga, or it has ended.
+// The saga a reply with correlation_id belongs to, made due at once unless
+// it waits for an operator (blocked, or failed in compensation: the reply
+// is kept for when it runs again). Locks its row first, so that an executor
+// ending its claim reads the journal after this transaction's append (see
+// SagaRelease). No row: no such saga, or it has ended.
 func (q *Queries) SagaRouteTo(ctx context.Context, db DBTX, correlationID [16]byte) (*SagaRouteToRow, error) {
 	row := db.QueryRow(ctx, sagaRouteTo, correlationID)
 	var i SagaRouteToRow
