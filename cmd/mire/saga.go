@@ -261,13 +261,24 @@ func printSaga(w io.Writer, now time.Time, s sagaJSON, journal []journalEntryJSO
 	if s.Attempts > 0 {
 		fmt.Fprintf(t, "  attempts\t%d\n", s.Attempts)
 	}
-	if s.LastError != "" {
+	first, rest, multiline := strings.Cut(s.LastError, "\n")
+	switch {
+	case multiline:
+		fmt.Fprintf(t, "  last error\t%s (in full below)\n", first)
+	case s.LastError != "":
 		fmt.Fprintf(t, "  last error\t%s\n", s.LastError)
 	}
 	if s.Result != nil {
 		fmt.Fprintf(t, "  result\t%s\n", s.Result)
 	}
 	_ = t.Flush() // a terminal report: nothing to do about a failed write
+	if multiline {
+		// A panic's stack, say.
+		fmt.Fprintf(w, "\nlast error:\n  %s\n", first)
+		for line := range strings.Lines(rest) {
+			fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(line, "\n"))
+		}
+	}
 	fmt.Fprintln(w)
 	t = newTable(w)
 	fmt.Fprintln(t, "VERSION\tTYPE\tRECORDED\tDATA")
