@@ -9,6 +9,7 @@ require (
 	github.com/mire-go/mire/core v0.0.0
 	github.com/mire-go/mire/integration v0.0.0-00010101000000-000000000000
 	github.com/mire-go/mire/runner v0.0.0
+	github.com/mire-go/mire/saga v0.0.0
 	github.com/mire-go/mire/store v0.0.0
 )
 
@@ -56,6 +57,7 @@ replace (
 	github.com/mire-go/mire/core => ../core
 	github.com/mire-go/mire/integration => ../integration
 	github.com/mire-go/mire/runner => ../runner
+	github.com/mire-go/mire/saga => ../saga
 	github.com/mire-go/mire/schema => ../schema
 	github.com/mire-go/mire/store => ../store
 )

@@ -507,6 +507,13 @@ func TestCLIStatusAsRuntimeRole(t *testing.T) {
 	if r := runMireAs(t, owner, u.String(), "verify", "-q"); r.code != 0 {
 		t.Errorf("verify as the runtime role: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// The sagas' index: read, and updated by a retry (none to retry here).
+	if r := runMireAs(t, owner, u.String(), "saga", "list"); r.code != 0 || r.stdout != "no sagas\n" {
+		t.Errorf("saga list as the runtime role: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runMireAs(t, owner, u.String(), "saga", "retry", "order", "o-1"); r.code != 4 {
+		t.Errorf("saga retry as the runtime role: exit %d, want 4 (no such saga)\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestCLIStreams(t *testing.T) {

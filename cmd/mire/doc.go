@@ -1,5 +1,6 @@
 // Command mire operates a mire event store: migrations, status, reading
-// the log, subscriptions and parked streams, checks and the sequencer.
+// the log, subscriptions and parked streams, sagas, checks and the
+// sequencer.
 //
 //	go install github.com/mire-go/mire/cmd/mire@latest
 //	export DATABASE_URL=postgres://owner@db/app
@@ -18,7 +19,7 @@
 //	1  error: the database refused or failed, or the command could not finish
 //	2  usage: unknown command or flag, wrong arguments, a missing --yes
 //	3  verify found problems (the report says which)
-//	4  not found: the stream, subscription or parked stream named does not exist
+//	4  not found: the stream, subscription, parked stream or saga named does not exist
 //
 // Interrupting a command that runs until interrupted (tail -f, sequence)
 // ends it with 0.

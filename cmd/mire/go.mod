@@ -7,6 +7,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mire-go/mire/core v0.0.0
 	github.com/mire-go/mire/runner v0.0.0
+	github.com/mire-go/mire/saga v0.0.0
 	github.com/mire-go/mire/schema v0.0.0
 	github.com/mire-go/mire/store v0.0.0
 	github.com/spf13/cobra v1.10.2
@@ -29,6 +30,7 @@ require (
 replace (
 	github.com/mire-go/mire/core => ../../core
 	github.com/mire-go/mire/runner => ../../runner
+	github.com/mire-go/mire/saga => ../../saga
 	github.com/mire-go/mire/schema => ../../schema
 	github.com/mire-go/mire/store => ../../store
 )

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/runner"
+	"github.com/mire-go/mire/saga"
 	"github.com/mire-go/mire/store"
 )
 
@@ -157,14 +158,14 @@ func newRootCommand(a *app) *cobra.Command {
 		Use:   "mire",
 		Short: "Operate a mire event store",
 		Long: `mire operates a mire event store in PostgreSQL: migrations, status, reading
-the log, subscriptions and parked streams, checks and the sequencer.
+the log, subscriptions and parked streams, sagas, checks and the sequencer.
 
 The connection comes from DATABASE_URL or --database-url, the schema from
 --schema. Read commands print aligned tables for people, or JSON with --json.
 
 Exit codes: 0 success; 1 error; 2 usage (unknown command or flag, wrong
 arguments, a missing --yes); 3 verify found problems; 4 the stream,
-subscription or parked stream named does not exist.`,
+subscription, parked stream or saga named does not exist.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          noArgs,
@@ -190,6 +191,7 @@ subscription or parked stream named does not exist.`,
 		newParkedCommand(a),
 		newVerifyCommand(a),
 		newSequenceCommand(a),
+		newSagaCommand(a),
 		newRoleCommand(a),
 	)
 	return root
@@ -294,7 +296,8 @@ func exitCode(err error) int {
 		return exitFindings
 	case errors.As(err, &usage), errors.Is(err, core.ErrInvalidInput):
 		return exitUsage
-	case errors.As(err, &notFound), errors.Is(err, runner.ErrUnknownSubscription), errors.Is(err, core.ErrStreamNotFound):
+	case errors.As(err, &notFound), errors.Is(err, runner.ErrUnknownSubscription), errors.Is(err, core.ErrStreamNotFound),
+		errors.Is(err, saga.ErrNotFound):
 		return exitNotFound
 	case strings.HasPrefix(err.Error(), "unknown command "), strings.HasPrefix(err.Error(), "unknown flag"):
 		return exitUsage // cobra's own, before any check of ours runs

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/runner"
+	"github.com/mire-go/mire/saga"
 )
 
 // The command's pure parts; tests against PostgreSQL are in
@@ -105,6 +106,7 @@ func TestExitCode(t *testing.T) {
 		{errFindings, exitFindings},
 		{notFoundErrorf("no stream"), exitNotFound},
 		{fmt.Errorf("%w: %q", runner.ErrUnknownSubscription, "x"), exitNotFound},
+		{fmt.Errorf("%w: order %q", saga.ErrNotFound, "o-1"), exitNotFound},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
@@ -131,12 +133,44 @@ func TestRunWithoutDatabase(t *testing.T) {
 		{[]string{"migrate", "to", "999"}, exitUsage, "", "knows migrations up to"},
 		{[]string{"migrate", "down", "0"}, exitUsage, "", "1 or more"},
 		{[]string{"subscription", "wait", "x", "--progress-interval", "0s"}, exitUsage, "", "must be positive"},
+		{[]string{"saga"}, exitUsage, "", "needs a subcommand: list, retry, show"},
+		{[]string{"saga", "list", "--status", "stuck"}, exitUsage, "", `--status "stuck": want one of running, waiting`},
+		{[]string{"saga", "list", "--limit", "0"}, exitUsage, "", "--limit must be at least 1"},
+		{[]string{"saga", "show", "order"}, exitUsage, "", "needs NAME and ID"},
+		{[]string{"saga", "retry"}, exitUsage, "", "needs NAME and ID"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), tc.args, &stdout, &stderr, noEnv)
 		if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
 			t.Errorf("mire %q: exit %d\nstdout: %s\nstderr: %s\nwant exit %d, %q, %q", tc.args, code, stdout.String(),
 				stderr.String(), tc.code, tc.stdout, tc.stderr)
+		}
+	}
+}
+
+// The status's sagas section: the statuses with sagas, in the order of a
+// saga's life, and a line for each that waits for an operator.
+func TestPrintSagas(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		counts map[saga.Status]int64
+		want   string
+	}{
+		{map[saga.Status]int64{saga.StatusRunning: 0, saga.StatusCompleted: 0}, "sagas: none\n"},
+		{map[saga.Status]int64{saga.StatusCompleted: 1200, saga.StatusWaiting: 3, saga.StatusRunning: 0},
+			"sagas: 3 waiting, 1,200 completed\n"},
+		{map[saga.Status]int64{saga.StatusBlocked: 1, saga.StatusCompensationFailed: 2, saga.StatusCompensated: 4},
+			"sagas: 4 compensated, 2 compensation_failed, 1 blocked\n" +
+				"  1 blocked, waiting for an operator: mire saga list --status blocked\n" +
+				"  2 compensation_failed, waiting for an operator: mire saga list --status compensation_failed\n"},
+		{map[saga.Status]int64{"paused": 2, saga.StatusWaiting: 1}, "sagas: 1 waiting, 2 paused\n"},
+	} {
+		var b strings.Builder
+		if err := printSagas(&b, &statusReport{Sagas: tc.counts}); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != tc.want {
+			t.Errorf("printSagas(%v) = %q, want %q", tc.counts, b.String(), tc.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mire-go/mire/runner"
+	"github.com/mire-go/mire/saga"
 	"github.com/mire-go/mire/store"
 )
 
@@ -41,13 +42,15 @@ may: as the runtime role it shows as unknown.`,
 }
 
 // statusReport is `mire status`. Each section has a field here and an
-// entry in statusSections; sagas by state will be one more of each.
+// entry in statusSections.
 type statusReport struct {
 	Schema string `json:"schema"`
 	// Now is the database's clock, which relative times are from.
 	Now           time.Time         `json:"now"`
 	Log           logStatus         `json:"log"`
 	Subscriptions []partitionStatus `json:"subscriptions"`
+	// Sagas counts the sagas in each status, every status listed.
+	Sagas map[saga.Status]int64 `json:"sagas"`
 }
 
 type logStatus struct {
@@ -89,6 +92,7 @@ type statusSection struct {
 var statusSections = []statusSection{
 	{collectLog, printLog},
 	{collectSubscriptions, printSubscriptions},
+	{collectSagas, printSagas},
 }
 
 func collectStatus(ctx context.Context, es *store.EventStore) (*statusReport, error) {
