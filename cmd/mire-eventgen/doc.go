@@ -1,7 +1,8 @@
 // Mire-eventgen writes the boilerplate of mire event types: their EventType
-// methods and a function that registers them in a core.Registry. It is the
-// Go counterpart of the Rust crate's #[derive(EventData)], run by go
-// generate.
+// methods, a function that registers them in a core.Registry and, for the
+// replies a saga awaits, IntoResponse methods and unions of replies. It is
+// the Go counterpart of the Rust crate's #[derive(EventData)] and
+// #[derive(IntoResponse)], run by go generate.
 //
 // Mark each event struct with a //mire:event line in its doc comment and
 // add a go:generate line to one file of the package:
@@ -63,6 +64,94 @@
 // generator only registers it. The method must have a value receiver, so
 // that T{} is an EventData and core.EventTypeOf works.
 //
+// # Responses
+//
+// A participant answers a saga's request with an event, and the saga's
+// AwaitResponse fails its step when the reply's IntoResponse says it is an
+// error. Say which replies are successes and which are errors in their
+// directive:
+//
+//	//mire:event response
+//	type PaymentTaken struct {
+//		Cents int64 `json:"cents"`
+//	}
+//
+//	//mire:event response=error reason=Reason
+//	type PaymentDeclined struct {
+//		Reason string `json:"reason"`
+//	}
+//
+//	//mire:event response=error reason="card expired"
+//	type CardExpired struct{}
+//
+// go generate then also writes:
+//
+//	func (e PaymentTaken) IntoResponse() core.ResponseValue { return core.OKResponse(e) }
+//
+//	func (e PaymentDeclined) IntoResponse() core.ResponseValue { return core.ErrorResponse(e, e.Reason) }
+//
+// response (or response=ok) answers with success, response=error with an
+// error, whose reason is one of:
+//
+//	reason=Field   a field declared in the struct itself, of type string or
+//	               a string type of the package; exported and not
+//	               json:"-", because a saga reads the reply decoded from
+//	               its stored data
+//	reason="text"  a fixed text, a Go string literal
+//	(none)         the type name in words: "payment declined"
+//
+// reason= goes with response=error only. A type with its own IntoResponse
+// method keeps it and counts as a response too; marking such a type
+// response as well is an error (keep one). Its IntoResponse must have a
+// value receiver, as EventType must.
+//
+// # Unions of responses
+//
+// A saga that expects one of several replies awaits an interface they all
+// implement: the Go form of the Rust derive on an enum of replies. Mark the
+// interface //mire:response; it embeds core.IntoResponse and, to seal it,
+// declares an unexported method without parameters or results:
+//
+//	//mire:response
+//	type PaymentReply interface {
+//		core.IntoResponse
+//		isPaymentReply()
+//	}
+//
+// Its members are the package's response types (marked response, or with
+// their own IntoResponse), or those it lists:
+// //mire:response members=PaymentTaken,PaymentDeclined. go generate writes
+// the seal method on each member that lacks it, compile-time checks that the
+// union is an IntoResponse and each member a PaymentReply, and a function
+// returning the members' zero values, sorted by type name, for
+// saga.Receives:
+//
+//	var (
+//		_ core.IntoResponse = PaymentReply(nil)
+//		_ PaymentReply      = PaymentDeclined{}
+//		_ PaymentReply      = PaymentTaken{}
+//	)
+//
+//	func PaymentReplyTypes() []core.EventData {
+//		return []core.EventData{
+//			PaymentDeclined{},
+//			PaymentTaken{},
+//		}
+//	}
+//
+//	func (PaymentDeclined) isPaymentReply() {}
+//
+//	func (PaymentTaken) isPaymentReply() {}
+//
+// A saga then declares saga.Receives(PaymentReplyTypes()...), awaits
+// saga.AwaitResponse[PaymentReply](c, req) and tells the members apart with
+// a type switch. The seal keeps other events out: without one, every
+// IntoResponse is a PaymentReply. The seal methods of interfaces of the
+// package that a union embeds are written too, so a union can refine
+// another (type PaymentFailure interface{ PaymentReply; isPaymentFailure() }).
+// A union is an interface with methods, not a constraint such as
+// interface{ PaymentTaken | PaymentDeclined }, which cannot hold a reply.
+//
 // # Flags
 //
 //	-prefix string  event name prefix (required)
@@ -78,7 +167,12 @@
 // generator did not write is never overwritten.
 //
 // Problems are reported as file:line:col: message, all at once, with exit
-// status 1: a marked type that is not a non-generic struct, a malformed
-// directive or one not attached to a type, two types with the same event
-// name, a pointer-receiver EventType method, no event types at all.
+// status 1: a marked type that is not a non-generic struct (or, for
+// //mire:response, interface), a malformed directive or one not attached to
+// a type, two types with the same event name, a pointer-receiver EventType
+// or IntoResponse method, a reason field that is missing, not a string or
+// not encoded, a response marker on a type with its own IntoResponse, a
+// union that is not an IntoResponse or has a member that is not a response
+// event type, a generated function whose name is taken, no event types at
+// all.
 package main

@@ -27,6 +27,9 @@ const (
 	// directive marks an event type in its doc comment.
 	directive = "//mire:event"
 
+	// unionDirective marks an interface type as a union of response events.
+	unionDirective = "//mire:response"
+
 	// maxEventTypeLength mirrors core.MaxEventTypeLength; the generator does
 	// not import core so that it builds without mire's dependencies.
 	maxEventTypeLength = 255
@@ -53,13 +56,16 @@ type typeDecl struct {
 	spec      *ast.TypeSpec
 	annotated bool   // has //mire:event
 	override  string // the name= of its directive, if any
+	response  responseArgs
+	union     *unionArgs // the //mire:response directive, if any
+	coreName  string     // the name its file imports core under, if it does
 }
 
-// method is a hand-written EventType method.
+// method is a hand-written method.
 type method struct {
 	pos     token.Pos
 	pointer bool
-	name    string // the string literal it returns, if that is all it does
+	name    string // EventType: the string literal it returns, if that is all it does
 }
 
 // event is a type the generated file registers.
@@ -68,6 +74,10 @@ type event struct {
 	name        string // may be empty for a hand-written method we cannot read
 	pos         token.Pos
 	handWritten bool // has its own EventType method: register it, generate nothing
+
+	response responseKind // of the generated IntoResponse; notResponse if none is generated
+	reason   string       // errorResponse: the Go expression of the reason, with e the receiver
+	answers  bool         // is a response, with a generated or hand-written IntoResponse
 }
 
 // scan is the state of one generation: what the package declares and the
@@ -75,8 +85,8 @@ type event struct {
 type scan struct {
 	fset     *token.FileSet
 	types    map[string]*typeDecl
-	methods  map[string]method
-	topLevel map[string]token.Pos // package-level identifiers, to avoid clashes
+	methods  map[string]map[string]method // receiver type name → method name → method
+	topLevel map[string]token.Pos         // package-level identifiers, to avoid clashes
 	problems []problem
 }
 
@@ -126,7 +136,7 @@ func generate(cfg config) ([]byte, error) {
 	s := &scan{
 		fset:     token.NewFileSet(),
 		types:    make(map[string]*typeDecl),
-		methods:  make(map[string]method),
+		methods:  make(map[string]map[string]method),
 		topLevel: make(map[string]token.Pos),
 	}
 	// The files the go command would build here, so files excluded by build
@@ -145,6 +155,7 @@ func generate(cfg config) ([]byte, error) {
 	}
 
 	events := s.events(cfg)
+	unions, seals := s.unions(events)
 	register := registerFuncName(cfg.prefix)
 	if pos, ok := s.topLevel[register]; ok {
 		s.errorf(pos, "%s is declared here, but mire-eventgen generates a function of that name for -prefix %s", register, cfg.prefix)
@@ -161,7 +172,7 @@ func generate(cfg config) ([]byte, error) {
 	if _, ok := s.topLevel[coreName]; ok {
 		coreName = "mirecore"
 	}
-	return render(pkg.Name, coreName, register, events)
+	return render(pkg.Name, coreName, register, events, unions, seals)
 }
 
 func validateConfig(cfg config) error {
@@ -181,13 +192,22 @@ func validateConfig(cfg config) error {
 
 // file records the declarations of one file and checks its directives.
 func (s *scan) file(file *ast.File) {
+	coreName := ""
+	for _, imp := range file.Imports {
+		if path, _ := strconv.Unquote(imp.Path.Value); path == corePath {
+			coreName = "core"
+			if imp.Name != nil {
+				coreName = imp.Name.Name
+			}
+		}
+	}
 	seen := make(map[*ast.Comment]bool) // directives that annotate a type
 	for _, decl := range file.Decls {
 		switch decl := decl.(type) {
 		case *ast.FuncDecl:
 			if decl.Recv == nil {
 				s.topLevel[decl.Name.Name] = decl.Name.Pos()
-			} else if decl.Name.Name == "EventType" {
+			} else {
 				s.method(decl)
 			}
 		case *ast.GenDecl:
@@ -203,7 +223,9 @@ func (s *scan) file(file *ast.File) {
 					if doc == nil && !decl.Lparen.IsValid() {
 						doc = decl.Doc // type T struct{...}: the comment is the GenDecl's
 					}
-					s.types[spec.Name.Name] = s.typeDecl(spec, doc, seen)
+					t := s.typeDecl(spec, doc, seen)
+					t.coreName = coreName
+					s.types[spec.Name.Name] = t
 				}
 			}
 		}
@@ -213,24 +235,36 @@ func (s *scan) file(file *ast.File) {
 	// the event otherwise.
 	for _, group := range file.Comments {
 		for _, c := range group.List {
-			if _, ok := parseDirective(c.Text); ok && !seen[c] {
-				s.errorf(c.Pos(), "%s must be in the doc comment directly above a type declaration (in a type ( ... ) group, above the type itself)", directive)
+			for _, d := range []string{directive, unionDirective} {
+				if _, ok := parseDirective(c.Text, d); ok && !seen[c] {
+					s.errorf(c.Pos(), "%s must be in the doc comment directly above a type declaration (in a type ( ... ) group, above the type itself)", d)
+				}
 			}
 		}
 	}
 }
 
-// typeDecl reads the //mire:event directive, if any, in a type's doc comment.
+// typeDecl reads the //mire:event and //mire:response directives, if any,
+// in a type's doc comment.
 func (s *scan) typeDecl(spec *ast.TypeSpec, doc *ast.CommentGroup, seen map[*ast.Comment]bool) *typeDecl {
 	t := &typeDecl{spec: spec}
 	if doc == nil {
 		return t
 	}
 	for _, c := range doc.List {
-		args, ok := parseDirective(c.Text)
+		if args, ok := parseDirective(c.Text, unionDirective); ok {
+			seen[c] = true
+			s.unionDirective(t, c, args)
+			continue
+		}
+		args, ok := parseDirective(c.Text, directive)
 		if !ok {
-			if rest, spaced := strings.CutPrefix(c.Text, "// "); spaced && strings.HasPrefix(strings.TrimSpace(rest), "mire:event") {
-				s.errorf(c.Pos(), "write %s without a space after //, as Go directives are written", directive)
+			if rest, spaced := strings.CutPrefix(c.Text, "// "); spaced {
+				for _, d := range []string{directive, unionDirective} {
+					if _, ok := parseDirective("//"+strings.TrimSpace(rest), d); ok {
+						s.errorf(c.Pos(), "write %s without a space after //, as Go directives are written", d)
+					}
+				}
 			}
 			continue
 		}
@@ -240,31 +274,107 @@ func (s *scan) typeDecl(spec *ast.TypeSpec, doc *ast.CommentGroup, seen map[*ast
 			continue
 		}
 		t.annotated = true
-		for _, arg := range strings.Fields(args) {
-			key, value, _ := strings.Cut(arg, "=")
-			switch {
-			case key != "name" || value == "":
-				s.errorf(c.Pos(), "%s: bad %s argument %q: the only argument is name=<event name>, e.g. %s name=account.opened-v2", spec.Name.Name, directive, arg, directive)
-			case t.override != "":
-				s.errorf(c.Pos(), "%s: name= given twice", spec.Name.Name)
-			default:
-				t.override = value
-			}
-		}
+		s.eventDirective(t, c, args)
 	}
 	return t
 }
 
-// parseDirective returns the arguments of a //mire:event comment.
-func parseDirective(text string) (args string, ok bool) {
-	rest, ok := strings.CutPrefix(text, directive)
+// eventDirective reads the arguments of t's //mire:event line c.
+func (s *scan) eventDirective(t *typeDecl, c *ast.Comment, args string) {
+	name := t.spec.Name.Name
+	list, err := splitArgs(args)
+	if err != nil {
+		s.errorf(c.Pos(), "%s: bad %s line: %v", name, directive, err)
+		return
+	}
+	for _, arg := range list {
+		switch {
+		case arg.key == "name" && arg.value != "" && !arg.quoted:
+			if t.override != "" {
+				s.errorf(c.Pos(), "%s: name= given twice", name)
+				continue
+			}
+			t.override = arg.value
+		case arg.key == "response" && !arg.quoted && (!arg.hasValue || arg.value == "ok" || arg.value == "error"):
+			if t.response.kind != notResponse {
+				s.errorf(c.Pos(), "%s: response given twice", name)
+				continue
+			}
+			t.response.kind = okResponse
+			if arg.value == "error" {
+				t.response.kind = errorResponse
+			}
+			t.response.pos = c.Pos()
+		case arg.key == "reason" && (arg.quoted || token.IsIdentifier(arg.value)):
+			if t.response.reasonSet {
+				s.errorf(c.Pos(), "%s: reason= given twice", name)
+				continue
+			}
+			t.response.reasonSet, t.response.reasonQuoted, t.response.reason = true, arg.quoted, arg.value
+		default:
+			s.errorf(c.Pos(), "%s: bad %s argument %s: want name=<event name>, response, response=error or reason=<field or \"text\">",
+				name, directive, strconv.Quote(arg.text))
+		}
+	}
+	if t.response.reasonSet && t.response.kind != errorResponse {
+		s.errorf(c.Pos(), "%s: reason= applies only to response=error", name)
+	}
+}
+
+// arg is one argument of a directive: key, key=value or key="quoted value".
+type arg struct {
+	text     string // as written
+	key      string
+	value    string // unquoted
+	hasValue bool   // has an =
+	quoted   bool   // the value was a Go string literal
+}
+
+// splitArgs splits a directive's arguments at spaces; a value may be a
+// double-quoted Go string holding spaces: reason="card declined".
+func splitArgs(args string) ([]arg, error) {
+	var list []arg
+	for {
+		args = strings.TrimLeft(args, " \t")
+		if args == "" {
+			return list, nil
+		}
+		end := strings.IndexAny(args, " \t")
+		if end < 0 {
+			end = len(args)
+		}
+		var a arg
+		a.key, a.value, a.hasValue = strings.Cut(args[:end], "=")
+		if a.hasValue && strings.HasPrefix(a.value, `"`) {
+			start := len(a.key) + 1
+			lit, err := strconv.QuotedPrefix(args[start:])
+			if err != nil {
+				return nil, fmt.Errorf("unterminated or malformed string in %s", args)
+			}
+			end = start + len(lit)
+			if end < len(args) && args[end] != ' ' && args[end] != '\t' {
+				return nil, fmt.Errorf("no space after the string in %s", args)
+			}
+			a.value, _ = strconv.Unquote(lit)
+			a.quoted = true
+		}
+		a.text = args[:end]
+		list = append(list, a)
+		args = args[end:]
+	}
+}
+
+// parseDirective returns the arguments of a comment that is directive d.
+func parseDirective(text, d string) (args string, ok bool) {
+	rest, ok := strings.CutPrefix(text, d)
 	if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '\t') { // not //mire:events
 		return "", false
 	}
 	return rest, true
 }
 
-// method records a hand-written EventType method.
+// method records a hand-written method, with the name an EventType method
+// returns if it is a literal.
 func (s *scan) method(decl *ast.FuncDecl) {
 	if len(decl.Recv.List) != 1 {
 		return
@@ -280,14 +390,17 @@ func (s *scan) method(decl *ast.FuncDecl) {
 	}
 	// Read the name when the body is just `return "literal"`, so that
 	// duplicates with hand-written names are found too.
-	if body := decl.Body; body != nil && len(body.List) == 1 {
+	if body := decl.Body; decl.Name.Name == "EventType" && body != nil && len(body.List) == 1 {
 		if ret, ok := body.List[0].(*ast.ReturnStmt); ok && len(ret.Results) == 1 {
 			if lit, ok := ret.Results[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
 				m.name, _ = strconv.Unquote(lit.Value)
 			}
 		}
 	}
-	s.methods[ident.Name] = m
+	if s.methods[ident.Name] == nil {
+		s.methods[ident.Name] = make(map[string]method)
+	}
+	s.methods[ident.Name][decl.Name.Name] = m
 }
 
 // events selects the event types, names them and checks them, sorted by
@@ -328,7 +441,7 @@ func (s *scan) events(cfg config) []event {
 			continue
 		}
 		e := event{typeName: typeName, pos: t.spec.Name.Pos()}
-		if m, ok := s.methods[typeName]; ok {
+		if m, ok := s.methods[typeName]["EventType"]; ok {
 			switch {
 			case m.pointer:
 				s.errorf(m.pos, "%s: EventType has a pointer receiver; use a value receiver, func (%s) EventType() string, so that %s{} is an EventData", typeName, typeName, typeName)
@@ -352,6 +465,9 @@ func (s *scan) events(cfg config) []event {
 			}
 			byName[e.name] = e
 		}
+		if !s.response(t, &e) {
+			continue
+		}
 		events = append(events, e)
 	}
 	return events
@@ -363,6 +479,7 @@ func (s *scan) checkStruct(t *typeDecl) bool {
 	spec := t.spec
 	name := spec.Name.Name
 	_, isStruct := spec.Type.(*ast.StructType)
+	_, isInterface := spec.Type.(*ast.InterfaceType)
 	switch {
 	case name == "_":
 		s.errorf(spec.Name.Pos(), "the blank type cannot be an event")
@@ -370,6 +487,8 @@ func (s *scan) checkStruct(t *typeDecl) bool {
 		s.errorf(spec.Name.Pos(), "%s is an alias; declare the event as a struct type, type %s struct{...}", name, name)
 	case spec.TypeParams != nil:
 		s.errorf(spec.Name.Pos(), "%s is generic; event types must not have type parameters", name)
+	case isInterface:
+		s.errorf(spec.Name.Pos(), "%s is marked as an event but is an interface; mark a union of response events with %s", name, unionDirective)
 	case !isStruct:
 		s.errorf(spec.Name.Pos(), "%s is marked as an event but is not a struct type (declare it as type %s struct{...})", name, name)
 	default:
@@ -405,7 +524,7 @@ func registerFuncName(prefix string) string {
 	return b.String()
 }
 
-func render(pkgName, coreName, register string, events []event) ([]byte, error) {
+func render(pkgName, coreName, register string, events []event, unions []union, seals []seal) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(header)
 	fmt.Fprintf(&b, "\npackage %s\n\n", pkgName)
@@ -419,12 +538,38 @@ func render(pkgName, coreName, register string, events []event) ([]byte, error) 
 			fmt.Fprintf(&b, "func (%s) EventType() string { return %s }\n\n", e.typeName, strconv.Quote(e.name))
 		}
 	}
+	for _, e := range events {
+		switch e.response {
+		case okResponse:
+			fmt.Fprintf(&b, "func (e %s) IntoResponse() %s.ResponseValue { return %s.OKResponse(e) }\n\n", e.typeName, coreName, coreName)
+		case errorResponse:
+			fmt.Fprintf(&b, "func (e %s) IntoResponse() %s.ResponseValue { return %s.ErrorResponse(e, %s) }\n\n", e.typeName, coreName, coreName, e.reason)
+		}
+	}
 	fmt.Fprintf(&b, "// %s adds the package's event types to r (see\n// [%s.Registry.Add]), so that stored events of these types can be decoded.\n", register, coreName)
 	fmt.Fprintf(&b, "func %s(r *%s.Registry) error {\n\treturn r.Add(\n", register, coreName)
 	for _, e := range events {
 		fmt.Fprintf(&b, "\t\t%s{},\n", e.typeName)
 	}
 	b.WriteString("\t)\n}\n")
+
+	for _, u := range unions {
+		fmt.Fprintf(&b, "\n// The union %s is an IntoResponse, and each of its members is a %s.\nvar (\n", u.name, u.name)
+		fmt.Fprintf(&b, "\t_ %s.IntoResponse = %s(nil)\n", coreName, u.name)
+		for _, m := range u.members {
+			fmt.Fprintf(&b, "\t_ %s = %s{}\n", u.name, m)
+		}
+		b.WriteString(")\n\n")
+		fmt.Fprintf(&b, "// %s returns a zero value of each member of the union %s, for\n// saga.Receives(%s()...).\n", u.typesFunc, u.name, u.typesFunc)
+		fmt.Fprintf(&b, "func %s() []%s.EventData {\n\treturn []%s.EventData{\n", u.typesFunc, coreName, coreName)
+		for _, m := range u.members {
+			fmt.Fprintf(&b, "\t\t%s{},\n", m)
+		}
+		b.WriteString("\t}\n}\n")
+	}
+	for _, sl := range seals {
+		fmt.Fprintf(&b, "\nfunc (%s) %s() {}\n", sl.typeName, sl.method)
+	}
 
 	src, err := format.Source(b.Bytes())
 	if err != nil {

@@ -25,6 +25,7 @@ var goldenCases = []struct {
 }{
 	{"account", config{prefix: "account"}},
 	{"ledger", config{prefix: "bank.ledger", types: []string{"Credited", "Debited"}}},
+	{"payment", config{prefix: "payment"}},
 }
 
 // in returns c for the package in dir, with the default output file unless
@@ -82,6 +83,67 @@ func TestDeterministic(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(first), string(second)); diff != "" {
 		t.Errorf("-types order changed the output (-first +second):\n%s", diff)
+	}
+}
+
+func TestDeterministicUnions(t *testing.T) {
+	t.Parallel()
+
+	// Unions and their seal methods are found through maps.
+	cfg := goldenCases[2].cfg.in(filepath.Join("testdata", "payment"))
+	first, err := generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		again, err := generate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(first), string(again)); diff != "" {
+			t.Fatalf("a second generation differs (-first +again):\n%s", diff)
+		}
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		args    string
+		want    []arg
+		wantErr bool
+	}{
+		{args: "", want: nil},
+		{args: " response", want: []arg{{text: "response", key: "response"}}},
+		{
+			args: "\tresponse=error  reason=Why\t",
+			want: []arg{
+				{text: "response=error", key: "response", value: "error", hasValue: true},
+				{text: "reason=Why", key: "reason", value: "Why", hasValue: true},
+			},
+		},
+		{
+			args: ` reason="card \"declined\"" name=x`,
+			want: []arg{
+				{text: `reason="card \"declined\""`, key: "reason", value: `card "declined"`, hasValue: true, quoted: true},
+				{text: "name=x", key: "name", value: "x", hasValue: true},
+			},
+		},
+		{args: ` reason=""`, want: []arg{{text: `reason=""`, key: "reason", hasValue: true, quoted: true}}},
+		{args: ` reason=a"b"`, want: []arg{{text: `reason=a"b"`, key: "reason", value: `a"b"`, hasValue: true}}},
+		{args: ` reason="open`, wantErr: true},
+		{args: ` reason="a"b`, wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := splitArgs(tt.args)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("splitArgs(%q) error = %v, want error: %v", tt.args, err, tt.wantErr)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(arg{})); diff != "" {
+			t.Errorf("splitArgs(%q) (-want +got):\n%s", tt.args, diff)
+		}
 	}
 }
 
@@ -227,8 +289,8 @@ func TestErrors(t *testing.T) {
 				"// mire:event\ntype E struct{}\n"},
 			cfg: acct,
 			want: []string{
-				`a.go:3:1: A: bad //mire:event argument "name=": the only argument is name=<event name>, e.g. //mire:event name=account.opened-v2`,
-				`a.go:6:1: B: bad //mire:event argument "nam=account.b": the only argument is name=<event name>, e.g. //mire:event name=account.opened-v2`,
+				`a.go:3:1: A: bad //mire:event argument "name=": want name=<event name>, response, response=error or reason=<field or "text">`,
+				`a.go:6:1: B: bad //mire:event argument "nam=account.b": want name=<event name>, response, response=error or reason=<field or "text">`,
 				"a.go:9:1: C: name= given twice",
 				"a.go:13:1: D: more than one //mire:event line",
 				"a.go:16:1: write //mire:event without a space after //, as Go directives are written",
@@ -305,6 +367,118 @@ func TestErrors(t *testing.T) {
 			want:  []string{"$GOPACKAGE is account_test but the package in DIR is account: put the go:generate line in a file of package account"},
 		},
 		{name: "missing prefix", cfg: config{}, want: []string{"-prefix is required, e.g. -prefix account"}},
+		{
+			name: "bad response arguments",
+			files: map[string]string{"a.go": pkg +
+				"//mire:event response=maybe\ntype A struct{}\n\n" +
+				"//mire:event response response=error\ntype B struct{}\n\n" +
+				"//mire:event reason=Why\ntype C struct{ Why string }\n\n" +
+				"//mire:event response=error reason=\"a\" reason=\"b\"\ntype D struct{}\n\n" +
+				"//mire:event name=\"account.e\" response=error reason=\"unterminated\ntype E struct{}\n\n" +
+				"//mire:event response=error reason=\"a\"b\ntype F struct{}\n\n" +
+				"//mire:event response=error reason=Not-a-field\ntype G struct{}\n"},
+			cfg: acct,
+			want: []string{
+				`a.go:3:1: A: bad //mire:event argument "response=maybe": want name=<event name>, response, response=error or reason=<field or "text">`,
+				"a.go:6:1: B: response given twice",
+				"a.go:9:1: C: reason= applies only to response=error",
+				"a.go:12:1: D: reason= given twice",
+				`a.go:15:1: E: bad //mire:event line: unterminated or malformed string in reason="unterminated`,
+				`a.go:18:1: F: bad //mire:event line: no space after the string in reason="a"b`,
+				`a.go:21:1: G: bad //mire:event argument "reason=Not-a-field": want name=<event name>, response, response=error or reason=<field or "text">`,
+			},
+		},
+		{
+			name: "bad reason fields",
+			files: map[string]string{"a.go": pkg +
+				"//mire:event response=error reason=Why\ntype A struct{ Because string }\n\n" +
+				"//mire:event response=error reason=why\ntype B struct{ why string }\n\n" +
+				"//mire:event response=error reason=Why\ntype C struct {\n\tWhy string `json:\"-\"`\n}\n\n" +
+				"//mire:event response=error reason=Why\ntype D struct{ Why int }\n\n" +
+				"//mire:event response=error reason=Why\ntype E struct{ Why *string }\n\n" +
+				"type Reasons struct{ Why string }\n\n" +
+				"//mire:event response=error reason=Why\ntype F struct{ Reasons }\n"},
+			cfg: acct,
+			want: []string{
+				`a.go:3:1: A: reason=Why: A has no field Why (name a field declared in the struct itself, or give a text: reason="...")`,
+				"a.go:7:16: B: reason field why is unexported, so it is not encoded and a saga would read an empty reason; export it",
+				`a.go:11:2: C: reason field Why is tagged json:"-", so it is not encoded and a saga would read an empty reason`,
+				"a.go:15:16: D: reason field Why is a int; want a string (or a string type declared in this package)",
+				"a.go:18:16: E: reason field Why is a *string; want a string (or a string type declared in this package)",
+				`a.go:22:1: F: reason=Why: F has no field Why (name a field declared in the struct itself, or give a text: reason="...")`,
+			},
+		},
+		{
+			name: "hand-written IntoResponse methods",
+			files: map[string]string{"a.go": pkg + "import \"github.com/mire-go/mire/core\"\n\n" +
+				"//mire:event\ntype A struct{}\n\nfunc (*A) IntoResponse() core.ResponseValue { return core.ResponseValue{} }\n\n" +
+				"//mire:event response\ntype B struct{}\n\nfunc (B) IntoResponse() core.ResponseValue { return core.ResponseValue{} }\n"},
+			cfg: acct,
+			want: []string{
+				"a.go:8:11: A: IntoResponse has a pointer receiver; use a value receiver, func (e A) IntoResponse() core.ResponseValue, so that the A a saga decodes is an IntoResponse",
+				"a.go:13:10: B has both a hand-written IntoResponse method and response in its //mire:event line; keep one",
+			},
+		},
+		{
+			name: "bad union declarations",
+			files: map[string]string{"a.go": pkg + "import \"github.com/mire-go/mire/core\"\n\n" +
+				"//mire:event response\ntype Taken struct{}\n\n" +
+				"//mire:response\ntype A struct{}\n\n" +
+				"//mire:event\ntype B interface{ core.IntoResponse }\n\n" +
+				"//mire:response\ntype C = interface{ core.IntoResponse }\n\n" +
+				"//mire:response\ntype D[T any] interface{ core.IntoResponse }\n\n" +
+				"//mire:response\ntype E interface{ Taken }\n\n" +
+				"//mire:response\ntype F interface {\n\tcore.IntoResponse\n\tTaken | *Taken\n}\n\n" +
+				"//mire:response\ntype G interface{ core.EventData }\n\n" +
+				"type events interface{ EventType() string }\n\n" +
+				"//mire:response\ntype H interface{ events }\n"},
+			cfg: acct,
+			want: []string{
+				"a.go:9:6: A is marked //mire:response but is not an interface type: a union of responses is declared as type A interface{ core.IntoResponse; isA() }, and its members are marked //mire:event response",
+				"a.go:12:6: B is marked as an event but is an interface; mark a union of response events with //mire:response",
+				"a.go:15:6: C is an alias; declare the union as an interface type, type C interface{...}",
+				"a.go:18:6: D is generic; a union of responses must not have type parameters",
+				"a.go:21:6: E has type elements (such as A | B): such an interface is only a constraint and cannot hold a reply; embed core.IntoResponse instead, and mark the members //mire:event response or list them with members=",
+				"a.go:24:6: F has type elements (such as A | B): such an interface is only a constraint and cannot hold a reply; embed core.IntoResponse instead, and mark the members //mire:event response or list them with members=",
+				"a.go:30:6: G must embed core.IntoResponse, so that its members answer sagas and a saga can await it",
+				"a.go:35:6: H must embed core.IntoResponse, so that its members answer sagas and a saga can await it",
+			},
+		},
+		{
+			name: "bad union members",
+			files: map[string]string{"a.go": pkg + "import mc \"github.com/mire-go/mire/core\"\n\n" +
+				"//mire:event\ntype Requested struct{}\n\n" +
+				"type Balance struct{}\n\n" +
+				"//mire:response members=Requested,Balance,Missing\ntype A interface{ mc.IntoResponse }\n\n" +
+				"//mire:response\ntype B interface{ mc.IntoResponse }\n\n" +
+				"//mire:response members=Requested,Requested,1x members=Requested\ntype C interface{ mc.IntoResponse }\n\n" +
+				"//mire:response members=\"Requested\" size=2\n//mire:response\ntype D interface{ mc.IntoResponse }\n\n" +
+				"//mire:response\n\ntype E interface{ mc.IntoResponse }\n\n" +
+				"// mire:response\ntype F interface{ mc.IntoResponse }\n"},
+			cfg: acct,
+			want: []string{
+				"a.go:10:1: A: member Requested has no IntoResponse method: mark it //mire:event response (or response=error), or write the method",
+				"a.go:10:1: A: member Balance is not one of the event types generated for (mark it //mire:event response, or list it in -types)",
+				"a.go:10:1: A: member Missing is not a type declared in this package",
+				"a.go:13:1: B has no members: mark its event types //mire:event response (or response=error), or list them with members=",
+				"a.go:16:1: C: members=: Requested is listed twice",
+				`a.go:16:1: C: members=: "1x" is not a type name`,
+				"a.go:16:1: C: members= given twice",
+				`a.go:19:1: D: bad //mire:response argument "members=\"Requested\"": the only argument is members=<type>,<type>,..., e.g. //mire:response members=PaymentTaken,PaymentDeclined`,
+				`a.go:19:1: D: bad //mire:response argument "size=2": the only argument is members=<type>,<type>,..., e.g. //mire:response members=PaymentTaken,PaymentDeclined`,
+				"a.go:20:1: D: more than one //mire:response line",
+				"a.go:23:1: //mire:response must be in the doc comment directly above a type declaration (in a type ( ... ) group, above the type itself)",
+				"a.go:27:1: write //mire:response without a space after //, as Go directives are written",
+			},
+		},
+		{
+			name: "union function clash",
+			files: map[string]string{"a.go": pkg + "import \"github.com/mire-go/mire/core\"\n\n" +
+				"//mire:event response\ntype Taken struct{}\n\n" +
+				"//mire:response\ntype Reply interface{ core.IntoResponse }\n\nvar ReplyTypes = 1\n"},
+			cfg:  acct,
+			want: []string{"a.go:11:5: ReplyTypes is declared here, but mire-eventgen generates a function of that name for the union Reply"},
+		},
 	}
 	for _, prefix := range []string{"Account", "account.", ".account", "bank..account", "account-", "acc ount", "account_v2"} {
 		tests = append(tests, errorCase{

@@ -42,7 +42,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "usage: mire-eventgen -prefix name [flags]\n\n"+
 			"Writes EventType methods and a Register<Prefix>Events function for the\n"+
-			"//mire:event struct types of the package in -dir. See go doc for details.\n\nflags:\n")
+			"//mire:event struct types of the package in -dir, IntoResponse methods for\n"+
+			"those marked response, and what //mire:response unions of them need.\n"+
+			"See go doc for details.\n\nflags:\n")
 		fset.PrintDefaults()
 	}
 	var cfg config
