@@ -132,7 +132,7 @@ func TestRun(t *testing.T) {
 		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
 		batchSize: 10, readEvents: 250, logEvents: 2000, streamLength: 20, scenarios: scenarios,
 		contendedWriters: []int{4}, contendedStreams: []int{2},
-		catchUpBatch: 500, latencyWriters: 2, latencyRate: 200, failoverTTL: time.Second, failoverRecheck: 100 * time.Millisecond,
+		catchUpBatch: 1000, latencyWriters: 2, latencyRate: 200, failoverTTL: time.Second, failoverRecheck: 100 * time.Millisecond,
 	}
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestRun(t *testing.T) {
 	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire", "append_contended/raw", "append_contended/mire",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
 		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire",
-		"catchup/raw", "catchup/mire", "catchup/mire+batch500", "latency/mire", "failover/mire", "failover/mire"}
+		"catchup/raw", "catchup/mire", "catchup/mire+batch1000", "latency/mire", "failover/mire", "failover/mire"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got rows %v, want %v", got, want)
 	}
