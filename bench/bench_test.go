@@ -132,7 +132,8 @@ func TestRun(t *testing.T) {
 		duration: 100 * time.Millisecond, rounds: 2, writers: []int{2}, batchWriters: []int{1}, saveWriters: []int{2},
 		batchSize: 10, readEvents: 250, logEvents: 2000, streamLength: 20, scenarios: scenarios,
 		contendedWriters: []int{4}, contendedStreams: []int{2},
-		catchUpBatch: 500, latencyWriters: 2, latencyRate: 200, failoverTTL: time.Second, failoverRecheck: 100 * time.Millisecond,
+		catchUpBatch: 1000, latencyWriters: 2, latencyRate: 200, failoverTTL: time.Second, failoverRecheck: 100 * time.Millisecond,
+		sagaStarters: []int{1, 2},
 	}
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
@@ -151,12 +152,14 @@ func TestRun(t *testing.T) {
 	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire", "append_contended/raw", "append_contended/mire",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
 		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire",
-		"catchup/raw", "catchup/mire", "catchup/mire+batch500", "latency/mire", "failover/mire", "failover/mire"}
+		"catchup/raw", "catchup/mire", "catchup/mire+batch1000", "latency/mire", "failover/mire", "failover/mire",
+		"saga/mire", "saga/mire"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got rows %v, want %v", got, want)
 	}
 	for _, row := range rows {
-		if (row.RatioToRaw == nil) != (row.Scenario == scenarioLatency || row.Scenario == scenarioFailover) {
+		noBaseline := row.Scenario == scenarioLatency || row.Scenario == scenarioFailover || row.Scenario == scenarioSaga
+		if (row.RatioToRaw == nil) != noBaseline {
 			t.Errorf("row %s/%s: ratio to raw %v: want one exactly for scenarios with a baseline", row.Scenario, row.System, row.RatioToRaw)
 		}
 	}
@@ -172,6 +175,23 @@ func TestRun(t *testing.T) {
 	if stop := rows[22].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
 		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[22], o.rounds)
 	}
+	// Each saga is timed at both its steps, and commits at least five
+	// transactions of its own: its start, its two sends, the confirmation
+	// and the one that journals its outcome.
+	for _, row := range rows[23:] {
+		f, l := row.Saga, row.LatencyMillis
+		switch {
+		case f == nil || l == nil:
+			t.Errorf("saga row %+v: want saga figures and step latencies", row)
+		case row.EventsPerOp != sagaEvents || l.Events != 2*f.Saga.Events:
+			t.Errorf("saga row %+v: want %d events per saga and two steps timed per saga", row, sagaEvents)
+		case f.RunsPerSaga < 1 || f.TransactionsPerSaga < 5 || row.StatementsPerOp < f.TransactionsPerSaga:
+			t.Errorf("saga row: %.2f runs, %.2f transactions and %.2f statements per saga: want at least 1 run and 5 transactions",
+				f.RunsPerSaga, f.TransactionsPerSaga, row.StatementsPerOp)
+		case l.P50 > l.P99 || f.Delivery.P50 > l.P50 || f.Saga.P50 < l.P50:
+			t.Errorf("saga row: steps %+v, deliveries %+v, sagas %+v: want deliveries within steps within sagas", l, f.Delivery, f.Saga)
+		}
+	}
 	// A snapshotted load replays nothing: it reads the snapshot, finds no
 	// later events and checks the stream's version.
 	if row := rows[10]; row.StatementsPerOp > 3 {
@@ -183,5 +203,20 @@ func TestRun(t *testing.T) {
 	}
 	if !check.OK || check.Head == 0 {
 		t.Errorf("head check %+v: want the head to equal a positive number of appended events", check)
+	}
+}
+
+func TestStatementLabel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ sql, want string }{
+		{"-- name: SagaClaim :many\nWITH due AS (SELECT 1)", "SagaClaim"},
+		{"  -- name: EventAppendExact :one\nINSERT INTO x", "EventAppendExact"},
+		{"begin isolation level read committed", "begin"},
+		{"COMMIT", "commit"},
+		{"", ""},
+	} {
+		if got := statementLabel(tc.sql); got != tc.want {
+			t.Errorf("statementLabel(%q) = %q, want %q", tc.sql, got, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ require (
 	github.com/mire-go/mire/core v0.0.0
 	github.com/mire-go/mire/integration v0.0.0
 	github.com/mire-go/mire/runner v0.0.0
+	github.com/mire-go/mire/saga v0.0.0
 	github.com/mire-go/mire/store v0.0.0
 	golang.org/x/sync v0.22.0
 )
@@ -54,6 +55,7 @@ replace (
 	github.com/mire-go/mire/core => ../core
 	github.com/mire-go/mire/integration => ../integration
 	github.com/mire-go/mire/runner => ../runner
+	github.com/mire-go/mire/saga => ../saga
 	github.com/mire-go/mire/schema => ../schema
 	github.com/mire-go/mire/store => ../store
 )

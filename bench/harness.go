@@ -33,6 +33,7 @@ type harness struct {
 	mire         *mireSystem
 	mireSnapshot *mireSystem // the same store, loading from snapshots
 	raw          *rawSystem
+	saga         *sagaPool // the saga scenario's pool, on mire's schema; nil until it runs
 
 	// sequencing is the mire store on the admin pool, so that sequencing and
 	// head checks stay out of the workload's statement count.
@@ -98,7 +99,11 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 
 // close closes the pools. It does not drop the schemas: see drop.
 func (h *harness) close() {
-	for _, pool := range []*pgxpool.Pool{h.pool, h.admin} {
+	pools := []*pgxpool.Pool{h.pool, h.admin}
+	if h.saga != nil {
+		pools = append(pools, h.saga.pool)
+	}
+	for _, pool := range pools {
 		if pool != nil {
 			pool.Close()
 		}
@@ -122,8 +127,8 @@ func (h *harness) newCartID() string {
 	return strconv.FormatInt(h.carts.Add(1), 10)
 }
 
-// systems returns the systems sc compares, the baseline first; latency and
-// failover have none, and run on mire alone.
+// systems returns the systems sc compares, the baseline first; latency,
+// failover and saga have none, and run on mire alone.
 func (h *harness) systems(sc spec) []system {
 	switch sc.scenario {
 	case scenarioLoad:
@@ -132,7 +137,7 @@ func (h *harness) systems(sc spec) []system {
 		if sc.runnerBatch > 0 {
 			return []system{h.raw, h.mire, &mireSystem{es: h.mire.es, appended: h.mire.appended, runnerBatch: sc.runnerBatch}}
 		}
-	case scenarioLatency, scenarioFailover:
+	case scenarioLatency, scenarioFailover, scenarioSaga:
 		return []system{h.mire}
 	}
 	return []system{h.raw, h.mire}

@@ -47,6 +47,15 @@
 //     time until the standby handles its first event. With -failover-ttl
 //     and -failover-recheck, and -failover-default-rounds times with the
 //     runner's defaults. No baseline.
+//   - saga: the saga engine (github.com/mire-go/mire/saga) running a
+//     three-step order saga (reserve stock, take payment, confirm) with
+//     in-process participants, runner subscriptions replying with
+//     saga.Reply; once per -saga-starters entry, each starter starting a
+//     saga and waiting for its Result before the next. Reports sagas/s
+//     (ops/s), the step latency (a participant's Reply returning to the
+//     saga's next step journaled) and statements per saga by query. Engine
+//     and runner defaults; -saga-sequencer-interval replaces the runner's
+//     sequencer by a faster one. No baseline.
 //
 // The baseline inserts into a table with a bigserial primary key and no
 // other index, in autocommit: one event with INSERT ... VALUES, a batch with
@@ -113,6 +122,7 @@ func run() (err error) {
 		contendedWriters: []int{16, 64},
 		contendedStreams: []int{4, 1},
 		scenarios:        slices.Clone(scenarios),
+		sagaStarters:     []int{1, 16},
 	}
 	runnerLog := false
 	flag.DurationVar(&o.duration, "duration", 2500*time.Millisecond, "how long each measurement runs")
@@ -135,7 +145,10 @@ func run() (err error) {
 	flag.DurationVar(&o.failoverRecheck, "failover-recheck", 200*time.Millisecond, "runner RecheckInterval in the failover scenario")
 	flag.IntVar(&o.failoverDefaultRounds, "failover-default-rounds", 1,
 		"rounds of the failover scenario with the runner's default LeaseTTL and RecheckInterval (a kill takes 13-17s); 0 for none")
-	flag.BoolVar(&runnerLog, "runner-log", false, "log the runners' diagnostics to stderr")
+	flag.Var((*intList)(&o.sagaStarters), "saga-starters", "comma-separated starter counts for the saga scenario")
+	flag.DurationVar(&o.sagaSequencer, "saga-sequencer-interval", 0,
+		"run the saga scenario's runner with NoSequencer beside a store.Sequencer at this interval; 0 for the runner's own")
+	flag.BoolVar(&runnerLog, "runner-log", false, "log the runners' and saga engines' diagnostics to stderr")
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
 	flag.IntVar(&soloAppends, "solo-appends", 0, "mire's Config.SoloAppends: 0 for the default, -1 to turn group commit off")
 	quick := flag.Bool("quick", false,

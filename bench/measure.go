@@ -36,11 +36,16 @@ const (
 	scenarioCatchUp  = "catchup"
 	scenarioLatency  = "latency"
 	scenarioFailover = "failover"
+
+	// The saga engine (saga.go): spec.writers starters each running
+	// three-step order sagas one after another, with in-process
+	// participants; spec.batch is the events one saga appends.
+	scenarioSaga = "saga"
 )
 
 // scenarios are the scenario names in the order they run.
 var scenarios = []string{scenarioAppend, scenarioBatch, scenarioContended, scenarioRead, scenarioLoad, scenarioSave,
-	scenarioReadLog, scenarioReadCategory, scenarioCatchUp, scenarioLatency, scenarioFailover}
+	scenarioReadLog, scenarioReadCategory, scenarioCatchUp, scenarioLatency, scenarioFailover, scenarioSaga}
 
 // saveStreamLength is how many saves a writer of the save scenario makes to
 // a cart before it starts a new one, so that loads stay equally cheap.
@@ -68,6 +73,10 @@ type spec struct {
 	runnerBatch int
 	rate        int
 	failover    failover
+
+	// sagaSequencer, when not 0, is the interval of a store.Sequencer that
+	// replaces the runner's in the saga scenario.
+	sagaSequencer time.Duration
 }
 
 // reads reports whether sc only reads: it reads a stream loaded at setup,
@@ -84,7 +93,7 @@ func (s spec) reads() bool {
 // own sequencer.
 func (s spec) runsRunner() bool {
 	switch s.scenario {
-	case scenarioCatchUp, scenarioLatency, scenarioFailover:
+	case scenarioCatchUp, scenarioLatency, scenarioFailover, scenarioSaga:
 		return true
 	}
 	return false
@@ -98,6 +107,11 @@ func (s spec) String() string {
 		return fmt.Sprintf("%s writers=%d events/s=%d", s.scenario, s.writers, s.rate)
 	case scenarioFailover:
 		return fmt.Sprintf("%s %v", s.scenario, s.failover)
+	case scenarioSaga:
+		if s.sagaSequencer > 0 {
+			return fmt.Sprintf("%s starters=%d sequencer=%v", s.scenario, s.writers, s.sagaSequencer)
+		}
+		return fmt.Sprintf("%s starters=%d", s.scenario, s.writers)
 	}
 	return fmt.Sprintf("%s writers=%d events/op=%d", s.scenario, s.writers, s.batch)
 }
@@ -128,8 +142,9 @@ type sample struct {
 	clientCPU   time.Duration // this process
 	serverCPU   time.Duration // the backends of both pools; -1 if not measurable
 
-	latencies []time.Duration // latency: each event's, from its append's return to its handling
+	latencies []time.Duration // latency: each event's, from its append's return to its handling; saga: each step's
 	takeover  time.Duration   // failover: from the leader's end to the standby's first handled event
+	saga      *sagaSample     // saga
 }
 
 func (s sample) eventsPerSec() float64 { return float64(s.events) / s.elapsed.Seconds() }
@@ -204,6 +219,8 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 		err = h.runLatency(ctx, sc, b, &s)
 	case scenarioFailover:
 		err = h.runFailover(ctx, sc, &s)
+	case scenarioSaga:
+		err = h.runSaga(ctx, sc, b, &s)
 	case scenarioContended:
 		err = h.runContended(ctx, sys, sc, b, &s)
 	default:
@@ -213,6 +230,13 @@ func (h *harness) measure(ctx context.Context, sys system, sc spec, b *budget) (
 		s.elapsed = time.Since(start)
 	}
 	s.statements = h.stmts.n.Load() - stmts
+	if s.saga != nil {
+		// The starters' statements only: not the runner's start and stop.
+		s.statements = 0
+		for _, n := range s.saga.statements {
+			s.statements += n
+		}
+	}
 	if err != nil {
 		return sample{}, fmt.Errorf("%s %v: %w", sys.name(), sc, err)
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -71,8 +73,9 @@ type Row struct {
 	ClientCPUPerEvent float64   `json:"client_cpu_us_per_event"`           // this process
 	CatchUpMillis     float64   `json:"sequencer_catch_up_ms,omitempty"`   // worst round
 
-	LatencyMillis *Latency  `json:"latency_ms,omitempty"`  // latency: over every event of every round
-	Takeover      *Takeover `json:"takeover_ms,omitempty"` // failover
+	LatencyMillis *Latency     `json:"latency_ms,omitempty"`  // latency: over every event of every round; saga: over every step
+	Takeover      *Takeover    `json:"takeover_ms,omitempty"` // failover
+	Saga          *SagaFigures `json:"saga,omitempty"`
 }
 
 // Latency is the distribution of the latency scenario's per-event
@@ -109,6 +112,65 @@ type Takeover struct {
 	Bound    float64   `json:"bound,omitempty"`
 }
 
+// SagaFigures is what a saga row measures beyond its rate (ops_per_sec:
+// completed sagas per second) and its step latency (latency_ms), over every
+// saga of every round.
+type SagaFigures struct {
+	// Delivery is the first part of a step's latency: from the
+	// participant's Reply returning to the awaiting step returning, its
+	// consumption of the reply journaled.
+	Delivery *Latency `json:"delivery_ms"`
+	// Saga is a whole saga as its starter sees it: from Start to Result
+	// returning.
+	Saga *Latency `json:"saga_ms"`
+	// ResultWait is from the last step journaled to Result returning: the
+	// transaction that journals the outcome, and Result's polling.
+	ResultWait *Latency `json:"result_wait_ms"`
+	// RunsPerSaga counts executor runs (a claim until the saga waits or
+	// ends; Metrics.Step), and RunMillis is their mean length.
+	RunsPerSaga float64 `json:"runs_per_saga"`
+	RunMillis   float64 `json:"run_ms"`
+	// StatementsPerSaga is the statements sent while the starters ran, by
+	// sqlc query name (or first word: begin, commit), per saga: the engine's, the
+	// runner's (sequencer, subscriptions, leases) and the starters'.
+	StatementsPerSaga map[string]float64 `json:"statements_per_saga"`
+	// TransactionsPerSaga counts explicit transactions (BEGIN) per saga;
+	// the statements outside them commit on their own.
+	TransactionsPerSaga float64 `json:"transactions_per_saga"`
+}
+
+func newSagaFigures(samples []*sagaSample, sagas int64) *SagaFigures {
+	if len(samples) == 0 || sagas == 0 {
+		return nil
+	}
+	var delivery, whole, finish []time.Duration
+	var runs int64
+	var runTime time.Duration
+	statements := map[string]int64{}
+	for _, s := range samples {
+		delivery = append(delivery, s.delivery...)
+		whole = append(whole, s.sagas...)
+		finish = append(finish, s.finish...)
+		runs += s.runs
+		runTime += s.runTime
+		for label, n := range s.statements {
+			statements[label] += n
+		}
+	}
+	f := &SagaFigures{Delivery: newLatency(delivery), Saga: newLatency(whole), ResultWait: newLatency(finish),
+		RunsPerSaga: round(float64(runs)/float64(sagas), 2), StatementsPerSaga: map[string]float64{}}
+	if runs > 0 {
+		f.RunMillis = round(millis(runTime)/float64(runs), 1)
+	}
+	for label, n := range statements {
+		f.StatementsPerSaga[label] = round(float64(n)/float64(sagas), 2)
+		if label == "begin" {
+			f.TransactionsPerSaga = f.StatementsPerSaga[label]
+		}
+	}
+	return f
+}
+
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func ptr[T any](v T) *T { return &v }
@@ -124,7 +186,9 @@ const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+sna
 	"catchup times each catch-up of a runner on read_log's block from Runner.Start until WaitFor on the block's last " +
 	"append returns (creating the subscription and stopping the runner untimed), as (raw, mire, mire+batch<N>); " +
 	"latency and failover have no baseline and run on mire alone: latency reports percentiles over every event of " +
-	"every round, failover one takeover per round, without warm-up"
+	"every round, failover one takeover per round, without warm-up; saga has no baseline either: starters run " +
+	"three-step sagas one after another with the saga engine's and the runner's defaults, ops are completed sagas, " +
+	"and latency_ms holds every step of every round"
 
 const rawBaseline = "table with a bigserial primary key and no other index or constraint; one event: " +
 	"INSERT ... VALUES autocommit; a batch: one INSERT ... SELECT FROM unnest(arrays) autocommit; " +
@@ -200,7 +264,7 @@ func writeTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.1f\t\n", row.Scenario, row.EventsPerOp, row.Writers,
 			row.System, thousands(row.EventsPerSec), ratio, formatRate(row.OpsPerSec), row.StatementsPerOp,
 			thousands(row.WALBytesPerEvent), serverCPU, row.ClientCPUPerEvent)
-		if row.LatencyMillis != nil || row.Takeover != nil {
+		if (row.LatencyMillis != nil || row.Takeover != nil) && row.Saga == nil {
 			runnerRows = append(runnerRows, row)
 		}
 	}
@@ -208,6 +272,9 @@ func writeTable(w io.Writer, r *Report) error {
 		return err
 	}
 	if err := writeRunnerTable(w, runnerRows); err != nil {
+		return err
+	}
+	if err := writeSagaTable(w, r.Rows); err != nil {
 		return err
 	}
 	m := r.Meta
@@ -252,6 +319,42 @@ func writeRunnerTable(w io.Writer, rows []Row) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// writeSagaTable prints what the saga rows measure beyond throughput, and
+// where their statements go.
+func writeSagaTable(w io.Writer, rows []Row) error {
+	rows = slices.DeleteFunc(slices.Clone(rows), func(r Row) bool { return r.Saga == nil || r.LatencyMillis == nil })
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "saga\tstarters\tsagas/s\tstep p50 ms\tp99 ms\tdelivery p50 ms\tp99 ms\tsaga p50 ms\tp99 ms\t"+
+		"result wait p50 ms\truns/saga\trun ms\tstmts/saga\ttx/saga\t")
+	for _, row := range rows {
+		l, f := row.LatencyMillis, row.Saga
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t\n", row.Scenario,
+			row.Writers, formatRate(row.OpsPerSec), l.P50, l.P99, f.Delivery.P50, f.Delivery.P99, f.Saga.P50, f.Saga.P99,
+			f.ResultWait.P50, f.RunsPerSaga, f.RunMillis, row.StatementsPerOp, f.TransactionsPerSaga)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, row := range rows {
+		per := row.Saga.StatementsPerSaga
+		labels := slices.SortedFunc(maps.Keys(per), func(a, b string) int {
+			return cmp.Or(cmp.Compare(per[b], per[a]), cmp.Compare(a, b))
+		})
+		parts := make([]string, len(labels))
+		for i, label := range labels {
+			parts[i] = fmt.Sprintf("%s %.2f", label, per[label])
+		}
+		if _, err := fmt.Fprintf(w, "statements per saga, %d starters: %s\n", row.Writers, strings.Join(parts, ", ")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // formatRate formats a rate with one decimal below 100, else like thousands.

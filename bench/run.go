@@ -36,6 +36,12 @@ type options struct {
 	latencyWriters, latencyRate  int
 	failoverTTL, failoverRecheck time.Duration
 	failoverDefaultRounds        int
+
+	// sagaStarters are the starter counts of the saga scenario;
+	// sagaSequencer, when not 0, replaces the runner's sequencer (at the
+	// store's default interval) by a store.Sequencer at this interval.
+	sagaStarters  []int
+	sagaSequencer time.Duration
 }
 
 // validate reports options that cannot run, naming the flag.
@@ -63,6 +69,15 @@ func (o options) validate() error {
 		return errors.New("-failover-ttl must be at least 300ms, and -failover-recheck positive")
 	case o.failoverDefaultRounds < 0:
 		return errors.New("-failover-default-rounds must not be negative")
+	case slices.Contains(o.scenarios, scenarioSaga) && len(o.sagaStarters) == 0:
+		return errors.New("-saga-starters needs at least one count")
+	case o.sagaSequencer < 0:
+		return errors.New("-saga-sequencer-interval must not be negative")
+	}
+	for _, n := range o.sagaStarters {
+		if n < 1 {
+			return fmt.Errorf("-saga-starters: %d: must be positive", n)
+		}
 	}
 	for _, w := range o.allWriters() {
 		if w < 1 {
@@ -130,6 +145,11 @@ func (o options) specs() []spec {
 			}
 		}
 	}
+	if slices.Contains(o.scenarios, scenarioSaga) {
+		for _, n := range o.sagaStarters {
+			specs = append(specs, spec{scenario: scenarioSaga, writers: n, batch: sagaEvents, sagaSequencer: o.sagaSequencer})
+		}
+	}
 	return specs
 }
 
@@ -137,6 +157,11 @@ func (o options) specs() []spec {
 // logging progress to progress.
 func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row, error) {
 	var rows []Row
+	if slices.Contains(o.scenarios, scenarioSaga) {
+		if err := h.openSagaPool(ctx, slices.Max(o.sagaStarters)); err != nil {
+			return nil, err
+		}
+	}
 	for _, sc := range o.specs() {
 		systems := h.systems(sc)
 		rounds := cmp.Or(sc.rounds, o.rounds)
@@ -185,6 +210,9 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 // beyond events/s.
 func (s sample) runnerFigures() string {
 	switch {
+	case s.saga != nil:
+		l := newLatency(s.latencies)
+		return fmt.Sprintf("  %.1f sagas/s, step p50 %.1fms p99 %.1fms", float64(s.ops)/s.elapsed.Seconds(), l.P50, l.P99)
 	case len(s.latencies) > 0:
 		l := newLatency(s.latencies)
 		return fmt.Sprintf("  latency p50 %.1fms p99 %.1fms max %.1fms", l.P50, l.P99, l.Max)
@@ -200,6 +228,7 @@ func newRow(sc spec, system string, samples []sample, rawRate float64) Row {
 	row := Row{Scenario: sc.scenario, Writers: sc.writers, System: system, EventsPerOp: sc.batch}
 	var total sample
 	var takeovers []float64
+	var sagas []*sagaSample
 	serverCPU := true // measurable in every round
 	for _, s := range samples {
 		row.Samples = append(row.Samples, round(s.eventsPerSec(), 1))
@@ -214,6 +243,9 @@ func newRow(sc spec, system string, samples []sample, rawRate float64) Row {
 		total.latencies = append(total.latencies, s.latencies...)
 		if sc.scenario == scenarioFailover {
 			takeovers = append(takeovers, round(millis(s.takeover), 1))
+		}
+		if s.saga != nil {
+			sagas = append(sagas, s.saga)
 		}
 	}
 	row.EventsPerSec = round(median(row.Samples), 1)
@@ -250,6 +282,16 @@ func newRow(sc spec, system string, samples []sample, rawRate float64) Row {
 			t.Bound = millis(ttl + recheck)
 		}
 		row.Takeover = t
+	case scenarioSaga:
+		row.Variant = fmt.Sprintf("%d starters, each starting a saga and waiting for its Result; saga engine and runner defaults", sc.writers)
+		if sc.sagaSequencer > 0 {
+			row.Variant += fmt.Sprintf(", but the runner's sequencer replaced by a store.Sequencer at %v", sc.sagaSequencer)
+		}
+		row.Note = sagaNote
+		if len(total.latencies) > 0 {
+			row.LatencyMillis = newLatency(total.latencies)
+		}
+		row.Saga = newSagaFigures(sagas, total.ops)
 	}
 	if total.ops > 0 {
 		row.StatementsPerOp = round(float64(total.statements)/float64(total.ops), 2)
