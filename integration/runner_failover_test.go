@@ -28,17 +28,19 @@ type replica struct {
 	paused atomic.Bool
 }
 
-func newReplica(t *testing.T, schema, name string, config *runner.Config, subs ...runner.Subscription) *replica {
+// pausablePool is a pool of its own on the test server, named app for
+// pg_stat_activity, whose acquires wait while paused is set: a process
+// stopped (a long GC pause, SIGSTOP), as its peers and the database see it.
+func pausablePool(t *testing.T, app string, maxConns int32, paused *atomic.Bool) *pgxpool.Pool {
 	t.Helper()
-	rep := &replica{name: name}
-	poolConfig, err := pgxpool.ParseConfig(pgenv.URL(t))
+	config, err := pgxpool.ParseConfig(pgenv.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	poolConfig.MaxConns = 8
-	poolConfig.ConnConfig.RuntimeParams["application_name"] = "replica-" + name + "-" + schema
-	poolConfig.PrepareConn = func(ctx context.Context, _ *pgx.Conn) (bool, error) {
-		for rep.paused.Load() {
+	config.MaxConns = maxConns
+	config.ConnConfig.RuntimeParams["application_name"] = app
+	config.PrepareConn = func(ctx context.Context, _ *pgx.Conn) (bool, error) {
+		for paused.Load() {
 			select {
 			case <-ctx.Done():
 				return false, ctx.Err()
@@ -47,10 +49,32 @@ func newReplica(t *testing.T, schema, name string, config *runner.Config, subs .
 		}
 		return true, nil
 	}
-	if rep.pool, err = pgxpool.NewWithConfig(context.Background(), poolConfig); err != nil {
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rep.pool.Close)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// terminateApp kills every connection named app, and returns how many.
+func terminateApp(t *testing.T, app string) int {
+	t.Helper()
+	var killed int
+	err := pgenv.Pool(t).QueryRow(context.Background(),
+		`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
+		app).Scan(&killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return killed
+}
+
+func newReplica(t *testing.T, schema, name string, config *runner.Config, subs ...runner.Subscription) *replica {
+	t.Helper()
+	rep := &replica{name: name}
+	rep.pool = pausablePool(t, rep.app(schema), 8, &rep.paused)
+	var err error
 	if rep.store, err = store.New(rep.pool, &store.Config{Schema: schema, Registry: bankRegistry()}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,25 +83,20 @@ func newReplica(t *testing.T, schema, name string, config *runner.Config, subs .
 	return rep
 }
 
+func (rep *replica) app(schema string) string { return "replica-" + rep.name + "-" + schema }
+
 // kill terminates every connection of the replica's, its LISTEN
 // connection included.
 func (rep *replica) kill(t *testing.T) int {
 	t.Helper()
-	var killed int
-	err := pgenv.Pool(t).QueryRow(context.Background(),
-		`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
-		"replica-"+rep.name+"-"+rep.store.Schema()).Scan(&killed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return killed
+	return terminateApp(t, rep.app(rep.store.Schema()))
 }
 
 func (rep *replica) connections(t *testing.T) int {
 	t.Helper()
 	var n int
 	err := pgenv.Pool(t).QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
-		"replica-"+rep.name+"-"+rep.store.Schema()).Scan(&n)
+		rep.app(rep.store.Schema())).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}

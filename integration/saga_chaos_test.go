@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
@@ -36,26 +35,8 @@ type sagaReplica struct {
 func newSagaReplica(t *testing.T, schema, name string) *sagaReplica {
 	t.Helper()
 	rep := &sagaReplica{name: name}
-	poolConfig, err := pgxpool.ParseConfig(pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	poolConfig.MaxConns = 12
-	poolConfig.ConnConfig.RuntimeParams["application_name"] = "saga-" + name + "-" + schema
-	poolConfig.PrepareConn = func(ctx context.Context, _ *pgx.Conn) (bool, error) {
-		for rep.paused.Load() {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		return true, nil
-	}
-	if rep.pool, err = pgxpool.NewWithConfig(context.Background(), poolConfig); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rep.pool.Close)
+	rep.pool = pausablePool(t, "saga-"+name+"-"+schema, 12, &rep.paused)
+	var err error
 	if rep.store, err = store.New(rep.pool, &store.Config{Schema: schema, Registry: sagaRegistry()}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +71,7 @@ func newSagaReplica(t *testing.T, schema, name string) *sagaReplica {
 
 func (rep *sagaReplica) kill(t *testing.T) {
 	t.Helper()
-	_, err := pgenv.Pool(t).Exec(context.Background(),
-		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
-		"saga-"+rep.name+"-"+rep.store.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
+	terminateApp(t, "saga-"+rep.name+"-"+rep.store.Schema())
 }
 
 func (rep *sagaReplica) stop() {

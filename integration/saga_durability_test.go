@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
@@ -125,26 +124,7 @@ func TestSagaCrashMidStep(t *testing.T) {
 func pausableStore(t *testing.T, schema, name string) (*store.EventStore, *atomic.Bool) {
 	t.Helper()
 	var paused atomic.Bool
-	config, err := pgxpool.ParseConfig(pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	config.ConnConfig.RuntimeParams["application_name"] = "pausable-" + name + "-" + schema
-	config.PrepareConn = func(ctx context.Context, _ *pgx.Conn) (bool, error) {
-		for paused.Load() {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		return true, nil
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pausablePool(t, "pausable-"+name+"-"+schema, 8, &paused)
 	es, err := store.New(pool, &store.Config{Schema: schema, Registry: sagaRegistry()})
 	if err != nil {
 		t.Fatal(err)
