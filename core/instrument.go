@@ -39,7 +39,8 @@ type Instrumentation interface {
 // from the append's context, unless the caller set them. They describe
 // how an event was delivered, not what it is: an idempotent retry (the
 // same event ids) that carries other trace headers is still a retry of
-// the same events, and the store keeps the first attempt's.
+// the same events, and the store keeps the first attempt's. Like any
+// header they count toward the store's size limits (about 70 bytes).
 const (
 	TraceParentHeader = "traceparent"
 	TraceStateHeader  = "tracestate"

@@ -1,10 +1,13 @@
 // Package otel turns mire's instrumentation into OpenTelemetry traces and
 // metrics. It is a module of its own, so that a store, runner or saga user
-// who does not ask for it pulls in no OpenTelemetry.
+// who does not ask for it builds no OpenTelemetry.
 //
 // One [Telemetry] serves the whole of mire: it is the store's
 // core.Instrumentation (which the runner and the saga engine take over),
-// the runner's runner.Metrics and the saga engine's saga.Metrics.
+// the runner's runner.Metrics and the saga engine's saga.Metrics. Import it
+// under another name than OpenTelemetry's own otel package:
+//
+//	import mireotel "github.com/mire-go/mire/otel"
 //
 //	tel, err := mireotel.New(nil) // the global tracer and meter providers
 //	es, err := store.New(pool, &store.Config{Instrumentation: tel})
