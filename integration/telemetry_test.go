@@ -325,7 +325,9 @@ func TestTelemetryRequestToProjection(t *testing.T) {
 	if count, _ := histogramOf[float64](t, m["mire.store.operation.duration"], "mire.operation", "sequence"); count == 0 {
 		t.Error("no sweep time recorded")
 	}
-	if n := counterSum(t, m["mire.store.append.events"], nil); n != 5 {
+	// Two accounts, a deposit, two audits (more if a batch rolled back and
+	// ran again).
+	if n := counterSum(t, m["mire.store.append.events"], nil); n < 5 {
 		t.Errorf("mire.store.append.events = %d, want 5", n)
 	}
 	if n := counterSum(t, m["mire.runner.events"], nil); n < 3 {
