@@ -62,7 +62,7 @@ test: ## Run the whole test suite against PostgreSQL, with the race detector (MI
 	@if [ "$$MIRE_SKIP_DB" = 1 ]; then $(SKIPPED_DB); fi
 
 .PHONY: check-consumers
-check-consumers: ## Build modules of a user's own (store; core alone, without pgx) with the README's replace lines.
+check-consumers: ## Build modules of a user's own (store and runner, without OpenTelemetry; otel; core alone, without pgx) with the README's replace lines.
 	.ci/check-consumers
 
 .PHONY: bench

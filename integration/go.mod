@@ -12,7 +12,22 @@ require (
 	github.com/ory/dockertest/v3 v3.12.0
 )
 
-require go.uber.org/goleak v1.3.0
+require (
+	github.com/mire-go/mire/otel v0.0.0
+	go.opentelemetry.io/otel v1.46.0
+	go.opentelemetry.io/otel/sdk v1.46.0
+	go.opentelemetry.io/otel/sdk/metric v1.46.0
+	go.opentelemetry.io/otel/trace v1.46.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel/metric v1.46.0 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.0 // indirect
@@ -48,7 +63,7 @@ require (
 	github.com/xeipuuv/gojsonreference v0.0.0-20180127040603-bd5ef7bd5415 // indirect
 	github.com/xeipuuv/gojsonschema v1.2.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.46.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
@@ -64,3 +79,5 @@ replace (
 replace github.com/mire-go/mire/runner => ../runner
 
 replace github.com/mire-go/mire/saga => ../saga
+
+replace github.com/mire-go/mire/otel => ../otel

@@ -103,6 +103,14 @@ type Config struct {
 	// Metrics receives measurements of the runner's work. Defaults to
 	// none.
 	Metrics Metrics
+
+	// Instrumentation observes the runner's batches and each call of a
+	// handler, which it can link to the trace the event was appended in
+	// (see core.TraceParentHeader); the handler's context carries what
+	// Start returned, so what the handler appends is traced in turn.
+	// Defaults to the store's (store.Config.Instrumentation), none if it
+	// has none.
+	Instrumentation core.Instrumentation
 }
 
 func (c Config) withDefaults() Config {

@@ -55,6 +55,9 @@ func New(es *store.EventStore, config *Config) (*Runner, error) {
 		return nil, err
 	}
 	c = c.withDefaults()
+	if c.Instrumentation == nil {
+		c.Instrumentation = es.Instrumentation()
+	}
 	r := &Runner{store: es, config: c, db: newDB(es), leaseSignals: map[string]*signal{}, newEvents: newSignal()}
 	r.control = &Control{store: es, db: r.db, progress: newSignal()}
 	return r, nil

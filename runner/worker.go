@@ -176,7 +176,20 @@ func (w *worker) step(ctx context.Context) (progressed bool, err error) {
 	if exhausted && head > through {
 		through = head
 	}
-	if err := w.handleBatch(ctx, events, through, !exhausted); err != nil {
+	var end func(core.Outcome)
+	if instr := w.runner.config.Instrumentation; instr != nil {
+		ctx, end = instr.Start(ctx, core.Operation{Kind: core.OpBatch, Started: started, Subscription: w.sub.Name,
+			Partition: w.lease.partition, Events: len(events)})
+	}
+	err = w.handleBatch(ctx, events, through, !exhausted)
+	if end != nil {
+		outcome := core.Outcome{Err: err}
+		if err == nil {
+			outcome.Events = len(events)
+		}
+		end(outcome)
+	}
+	if err != nil {
 		return false, err
 	}
 	w.runner.config.Metrics.BatchHandled(w.sub.Name, w.lease.partition, len(events), time.Since(started))
@@ -397,6 +410,12 @@ func (w *worker) advanced(checkpoint int64) {
 func (w *worker) handle(ctx context.Context, scope *store.Scope, recorded *core.RecordedEvent) (err error) {
 	if _, held := w.parked[recorded.StreamID]; held {
 		return nil
+	}
+	if instr := w.runner.config.Instrumentation; instr != nil {
+		var end func(core.Outcome)
+		ctx, end = instr.Start(ctx, core.Operation{Kind: core.OpHandle, Subscription: w.sub.Name,
+			Partition: w.lease.partition, StreamID: recorded.StreamID, Event: recorded})
+		defer func() { end(core.Outcome{Err: err, Events: 1}) }() // runs after the recover below
 	}
 	event := NewHandledEvent(w.runner.store.Registry(), recorded)
 	defer func() {

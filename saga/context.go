@@ -257,7 +257,7 @@ type Request struct {
 // correlation id; a reply to it (see Reply) reaches the saga. A refused
 // append (a version conflict) is a *StepError, journaled, so replays see it
 // too.
-func Send(c *Context, streamID string, expected core.ExpectedVersion, event core.EventData) (Request, error) {
+func Send(c *Context, streamID string, expected core.ExpectedVersion, event core.EventData) (_ Request, err error) {
 	name := streamID + " " + event.EventType()
 	n, s, err := c.op(kindSend, name)
 	if err != nil {
@@ -271,6 +271,8 @@ func Send(c *Context, streamID string, expected core.ExpectedVersion, event core
 		err := c.decode(s.Result, &req)
 		return req, err
 	}
+	end := c.startStep(kindSend, name, nil)
+	defer func() { end(err) }()
 	eventID := derivedID(c.instance.correlationID, "send/"+strconv.Itoa(n))
 	scope, err := c.engine.store.Begin(c.ctx)
 	if err != nil {
@@ -315,7 +317,7 @@ type StepInfo struct {
 // same IdempotencyKey), and never again once journaled. An error is retried
 // with backoff; after the engine's MaxAttempts it is journaled and returned
 // as a *StepError, on this run and every replay.
-func Step[T any](c *Context, name string, fn func(ctx context.Context, info StepInfo) (T, error)) (T, error) {
+func Step[T any](c *Context, name string, fn func(ctx context.Context, info StepInfo) (T, error)) (_ T, err error) {
 	var zero T
 	n, s, err := c.op(kindStep, name)
 	if err != nil {
@@ -324,6 +326,8 @@ func Step[T any](c *Context, name string, fn func(ctx context.Context, info Step
 	if s != nil {
 		return journaledResult[T](c, s)
 	}
+	end := c.startStep(kindStep, name, nil)
+	defer func() { end(err) }()
 	key := derivedID(c.instance.correlationID, "step/"+strconv.Itoa(n)).String()
 	cacheKey := c.instance.streamID + "/" + strconv.Itoa(n)
 	encoded, ok := c.engine.stepResults.take(cacheKey)
@@ -351,7 +355,7 @@ func Step[T any](c *Context, name string, fn func(ctx context.Context, info Step
 // once. fn writes through scope (scope.Tx() for its own statements;
 // store.Load, store.Save, scope.Append), and never commits. Errors are
 // retried as Step's are.
-func StepTx[T any](c *Context, name string, fn func(ctx context.Context, scope *store.Scope) (T, error)) (T, error) {
+func StepTx[T any](c *Context, name string, fn func(ctx context.Context, scope *store.Scope) (T, error)) (_ T, err error) {
 	var zero T
 	n, s, err := c.op(kindStepTx, name)
 	if err != nil {
@@ -360,6 +364,8 @@ func StepTx[T any](c *Context, name string, fn func(ctx context.Context, scope *
 	if s != nil {
 		return journaledResult[T](c, s)
 	}
+	end := c.startStep(kindStepTx, name, nil)
+	defer func() { end(err) }()
 	scope, err := c.engine.store.Begin(c.ctx)
 	if err != nil {
 		return zero, c.retryLater(err)
@@ -535,7 +541,10 @@ func await[E core.EventData](c *Context, response bool, opts []AwaitOption) (E, 
 		if !ok || (o.where != nil && !o.where(event, reply)) {
 			continue
 		}
-		if err := c.journalStep(nil, consumed{Seq: n, Entry: e.id}); err != nil {
+		end := c.startStep(kindAwait, name, &e)
+		err = c.journalStep(nil, consumed{Seq: n, Entry: e.id})
+		end(err)
+		if err != nil {
 			return zero, ReplyInfo{}, err
 		}
 		return take(e)

@@ -70,6 +70,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Defaults to none.
 	Metrics Metrics
+	// Instrumentation observes the engine's saga runs and the steps they
+	// carry out (not those replayed from the journal); a step runs in the
+	// context Start returned, so what it sends is traced in turn, and an
+	// await that takes a reply links to the trace the reply was appended
+	// in. Defaults to the store's (store.Config.Instrumentation), none if
+	// it has none.
+	Instrumentation core.Instrumentation
 }
 
 // Metrics receives the saga engine's measurements; its methods must not
@@ -207,6 +214,9 @@ func New(es *store.EventStore, r *runner.Runner, config *Config, definitions ...
 	}
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}
+	}
+	if c.Instrumentation == nil {
+		c.Instrumentation = es.Instrumentation()
 	}
 	e := &Engine{store: es, config: c, db: &db{store: es, q: dbsqlc.New()}, definitions: map[string]map[int]definitionInfo{},
 		wake: make(chan struct{}, 1), stepResults: &resultCache{results: map[string]json.RawMessage{}},
@@ -366,7 +376,14 @@ func (e *Engine) execute(ctx context.Context, c claimed) {
 	})
 	defer renewer.Wait()
 	defer stopRenewing()
+	var end func(core.Outcome)
+	if instr := e.config.Instrumentation; instr != nil {
+		ctx, end = instr.Start(ctx, core.Operation{Kind: core.OpSagaRun, Saga: c.name, SagaID: c.id, StreamID: c.streamID})
+	}
 	status, err := e.executeRuns(ctx, c)
+	if end != nil {
+		end(core.Outcome{Err: err, Status: string(status)})
+	}
 	if err != nil && ctx.Err() == nil {
 		e.config.Logger.WarnContext(ctx, "saga: run failed", "saga", c.name, "id", c.id, "error", err)
 	}
@@ -620,6 +637,15 @@ func (e *Engine) route(ctx context.Context, scope *store.Scope, event runner.Han
 	if err != nil || !ok || stream == recorded.StreamID {
 		return err
 	}
+	// The entry carries the reply's trace context, not the router's: the
+	// await that takes it links to the reply (see Config.Instrumentation).
+	var headers map[string]string
+	if parent, ok := recorded.Metadata.Headers[core.TraceParentHeader]; ok {
+		headers = map[string]string{core.TraceParentHeader: parent}
+		if state, ok := recorded.Metadata.Headers[core.TraceStateHeader]; ok {
+			headers[core.TraceStateHeader] = state
+		}
+	}
 	response := core.ResponseValue{EventType: recorded.EventType, Data: recorded.Data}
 	if data := event.Event(); data != nil {
 		r := core.ResponseOf(data)
@@ -631,7 +657,7 @@ func (e *Engine) route(ctx context.Context, scope *store.Scope, event runner.Han
 		RecordedAt: recorded.RecordedAt}
 	_, err = scope.Append(ctx, stream, core.Any, core.Event{Data: entry, Metadata: core.EventMetadata{
 		EventID:       derivedID(correlation, "received/"+recorded.Metadata.EventID.String()),
-		CorrelationID: correlation, CausationID: recorded.Metadata.EventID}})
+		CorrelationID: correlation, CausationID: recorded.Metadata.EventID, Headers: headers}})
 	if err != nil {
 		return err
 	}

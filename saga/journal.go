@@ -135,6 +135,9 @@ type journal struct {
 
 type inboxEntry struct {
 	id uuid.UUID // the journal event's id
+	// headers are the journal event's: the reply's trace headers, if it
+	// had any.
+	headers map[string]string
 	received
 }
 
@@ -157,7 +160,7 @@ func readJournal(events []*core.RecordedEvent) (*journal, error) {
 		case received{}.EventType():
 			var r received
 			if err = json.Unmarshal(e.Data, &r); err == nil {
-				j.inbox = append(j.inbox, inboxEntry{id: e.Metadata.EventID, received: r})
+				j.inbox = append(j.inbox, inboxEntry{id: e.Metadata.EventID, headers: e.Metadata.Headers, received: r})
 			}
 		case consumed{}.EventType():
 			var c consumed

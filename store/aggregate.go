@@ -27,7 +27,13 @@ func Load[S any, A core.AggregateOf[S]](ctx context.Context, session Session, id
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	if err := s.replay(ctx, exec, root, 0); err != nil {
+	var op operation
+	if s.instr != nil {
+		ctx, op = s.start(ctx, core.Operation{Kind: core.OpLoad, StreamID: root.StreamID()})
+	}
+	err = s.replay(ctx, exec, root, 0)
+	op.done(core.Outcome{Err: err, Events: int(root.LoadInfo().Replayed)})
+	if err != nil {
 		return nil, err
 	}
 	return root, nil
@@ -58,17 +64,28 @@ func LoadForUpdate[S any, A core.AggregateOf[S]](ctx context.Context, scope *Sco
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
-	version, err := s.lockStream(ctx, tx, root.StreamID())
+	var op operation
+	if s.instr != nil {
+		ctx, op = s.start(ctx, core.Operation{Kind: core.OpLoad, StreamID: root.StreamID()})
+	}
+	err = s.lockAndReplay(ctx, tx, root)
+	op.done(core.Outcome{Err: err, Events: int(root.LoadInfo().Replayed)})
 	if err != nil {
-		return nil, s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
-	}
-	if version == 0 {
-		return nil, fmt.Errorf("%w: %q", core.ErrStreamNotFound, root.StreamID())
-	}
-	if err := s.replay(ctx, tx, root, 0); err != nil {
 		return nil, err
 	}
 	return root, nil
+}
+
+// lockAndReplay locks root's stream in tx and replays it into root.
+func (s *EventStore) lockAndReplay(ctx context.Context, tx executor, root replayer) error {
+	version, err := s.lockStream(ctx, tx, root.StreamID())
+	if err != nil {
+		return s.interpretError(fmt.Sprintf("lock %q", root.StreamID()), err)
+	}
+	if version == 0 {
+		return fmt.Errorf("%w: %q", core.ErrStreamNotFound, root.StreamID())
+	}
+	return s.replay(ctx, tx, root, 0)
 }
 
 func validateAggregate[A core.Aggregate](root *core.Root[A]) error {
@@ -185,7 +202,18 @@ func Save[A core.Aggregate](ctx context.Context, session Session, root *core.Roo
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
+	var op operation
+	if s.instr != nil {
+		ctx, op = s.start(ctx, core.Operation{Kind: core.OpSave, StreamID: root.StreamID(), Events: len(root.Pending())})
+	}
 	committed, err := s.append(ctx, exec, root.StreamID(), root.ExpectedVersion(), root.Pending())
+	if op.end != nil {
+		outcome := core.Outcome{Err: err}
+		if committed != nil {
+			outcome.Events, outcome.Duplicate = len(committed.Events), committed.Duplicate
+		}
+		op.done(outcome)
+	}
 	if err != nil {
 		return nil, err
 	}

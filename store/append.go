@@ -60,7 +60,10 @@ func (s *EventStore) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, e
 const maxAppendAttempts = 100
 
 func (s *EventStore) append(ctx context.Context, exec executor, streamID string, expected core.ExpectedVersion, events []core.Event) (*core.CommittedEvents, error) {
-	r, err := s.encodeAppend(streamID, expected, events)
+	if s.instr != nil {
+		return s.appendTraced(ctx, exec, streamID, expected, events)
+	}
+	r, err := s.encodeAppend(streamID, expected, events, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +85,7 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 		switch s.groups.admit(r.streamID) {
 		case grouped:
 			result, err := s.groups.append(ctx, r)
+			r.group = result.group
 			if err != nil || result.stored {
 				return r.committedOrNil(result), err
 			}

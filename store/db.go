@@ -35,6 +35,9 @@ type appendResult struct {
 	// least at version current (see appendGroups.run).
 	lost    bool
 	current int64
+
+	// group: the appends in the group commit that stored it (0: alone).
+	group int16
 }
 
 // appended reads a single-event statement's row: no row is a refusal.
@@ -253,11 +256,14 @@ type storedEvent struct {
 
 // findStored returns the stored events among a request's event ids, in the
 // request's order.
+//
+// Trace headers are no part of the content compared: see
+// core.TraceParentHeader.
 func (s *EventStore) findStored(ctx context.Context, exec executor, r *appendRequest) ([]storedEvent, error) {
 	c := columnsOf(r.events)
 	rows, err := s.queries.EventFindByIDs(ctx, s.db(exec), &dbsqlc.EventFindByIDsParams{
 		EventIds: c.ids, EventTypes: c.types, Data: c.data, Headers: c.headers,
-		CorrelationIds: c.correlationIDs, CausationIds: c.causationIDs,
+		CorrelationIds: c.correlationIDs, CausationIds: c.causationIDs, TraceHeaders: traceHeaders,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,6 +25,13 @@ type appendRequest struct {
 	// newIDs: the store generated every event id, so none can be stored
 	// already (the append is no retry).
 	newIDs bool
+	// For the instrumentation, small so that they fit beside newIDs: group
+	// is the number of appends in the group commit that stored the append
+	// (0 when it ran alone, at most maxGroupSize), bytes the events'
+	// encoded size, data plus headers (over a gigabyte PostgreSQL refuses
+	// a statement anyway).
+	group int16
+	bytes int32
 }
 
 // encodedEvent is one event of an append as the statements take it.
@@ -48,8 +56,9 @@ func (r *appendRequest) committed(from int64, recordedAt time.Time) *core.Commit
 
 // encodeAppend validates and encodes an append. Nothing invalid reaches the
 // database: the store rejects, with a typed error, what PostgreSQL would
-// refuse or store otherwise than sent.
-func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion, events []core.Event) (*appendRequest, error) {
+// refuse or store otherwise than sent. trace, when not empty, holds the
+// trace headers to add to each event's (see withTraceHeaders).
+func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion, events []core.Event, trace map[string]string) (*appendRequest, error) {
 	if err := core.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -81,7 +90,11 @@ func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion
 		if err != nil {
 			return nil, err
 		}
-		headers, err := encodeHeaders(eventType, event.Metadata.Headers)
+		metadata := event.Metadata
+		if len(trace) > 0 {
+			metadata.Headers = withTraceHeaders(metadata.Headers, trace)
+		}
+		headers, err := encodeHeaders(eventType, metadata.Headers)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +113,6 @@ func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion
 			return nil, err
 		}
 
-		metadata := event.Metadata
 		if metadata.EventID == uuid.Nil {
 			if metadata.EventID, err = uuid.NewV7(); err != nil {
 				return nil, fmt.Errorf("mire: generating event id: %w", err)
@@ -118,6 +130,7 @@ func (s *EventStore) encodeAppend(streamID string, expected core.ExpectedVersion
 			correlationID: metadata.CorrelationID, causationID: metadata.CausationID}
 		req.recorded[i] = core.RecordedEvent{StreamID: streamID, EventType: eventType, Data: data, Metadata: metadata}
 	}
+	req.bytes = int32(min(batchBytes, math.MaxInt32))
 	return req, nil
 }
 

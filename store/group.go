@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mire-go/mire/core"
 )
 
 // appendGroups writes concurrent single-event appends on the pool together
@@ -239,7 +241,12 @@ func (g *appendGroups) run(group []*groupedAppend) {
 			stop()
 		}
 	}()
+	var op operation
+	if g.store.instr != nil {
+		ctx, op = g.store.start(ctx, core.Operation{Kind: core.OpAppendGroup, Events: len(requests)})
+	}
 	results, err := g.store.insertGroup(ctx, requests)
+	op.done(core.Outcome{Err: err, Events: len(results)})
 	if err != nil {
 		// A lock timeout, a lost connection, anything: every caller runs
 		// its append alone, which reports the error if it persists and
@@ -252,6 +259,7 @@ func (g *appendGroups) run(group []*groupedAppend) {
 	for _, request := range group {
 		id := request.request.events[0].id
 		if result, ok := results[id]; ok {
+			result.group = int16(len(requests)) // at most maxGroupSize
 			request.result = result
 			delete(results, id) // the first request with the id was in the statement; a later one runs alone
 			heads[request.request.streamID] = max(heads[request.request.streamID], result.from)

@@ -46,38 +46,58 @@ func (s *EventStore) ReadEvents(ctx context.Context, q core.StreamQuery) ([]*cor
 
 func (s *EventStore) read(ctx context.Context, exec executor, q core.StreamQuery, sequence bool) iter.Seq2[*core.RecordedEvent, error] {
 	return func(yield func(*core.RecordedEvent, error) bool) {
-		if err := q.Validate(); err != nil {
+		if s.instr == nil {
+			s.readEach(ctx, exec, q, sequence, yield)
+			return
+		}
+		ctx, op := s.start(ctx, core.Operation{Kind: core.OpRead, Query: q})
+		var outcome core.Outcome
+		defer func() { op.done(outcome) }()
+		s.readEach(ctx, exec, q, sequence, func(event *core.RecordedEvent, err error) bool {
+			if err != nil {
+				outcome.Err = err
+			} else {
+				outcome.Events++
+			}
+			return yield(event, err)
+		})
+	}
+}
+
+// readEach yields the events q selects, or an error, until yield returns
+// false.
+func (s *EventStore) readEach(ctx context.Context, exec executor, q core.StreamQuery, sequence bool, yield func(*core.RecordedEvent, error) bool) {
+	if err := q.Validate(); err != nil {
+		yield(nil, err)
+		return
+	}
+	if sequence && !q.IsStream() {
+		if _, err := s.Sequence(ctx); err != nil {
 			yield(nil, err)
 			return
 		}
-		if sequence && !q.IsStream() {
-			if _, err := s.Sequence(ctx); err != nil {
+	}
+	pages := s.pages(ctx, exec, q)
+	defer pages.stop()
+	for {
+		events, err := pages.next()
+		if err != nil {
+			yield(nil, s.interpretError("read", err))
+			return
+		}
+		if events == nil {
+			return
+		}
+		for _, stored := range events {
+			recorded, err := s.registry.Upcast(stored)
+			if err != nil {
 				yield(nil, err)
 				return
 			}
-		}
-		pages := s.pages(ctx, exec, q)
-		defer pages.stop()
-		for {
-			events, err := pages.next()
-			if err != nil {
-				yield(nil, s.interpretError("read", err))
+			// Current from here on: decoding it must not upcast again.
+			recorded.Upcasted = true
+			if !yield(recorded, nil) {
 				return
-			}
-			if events == nil {
-				return
-			}
-			for _, stored := range events {
-				recorded, err := s.registry.Upcast(stored)
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				// Current from here on: decoding it must not upcast again.
-				recorded.Upcasted = true
-				if !yield(recorded, nil) {
-					return
-				}
 			}
 		}
 	}

@@ -21,8 +21,15 @@ import (
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
+	if s.instr == nil {
+		assigned, err := s.sequence(ctx)
+		return assigned, s.interpretError("sequence", err)
+	}
+	ctx, op := s.start(ctx, core.Operation{Kind: core.OpSequence})
 	assigned, err := s.sequence(ctx)
-	return assigned, s.interpretError("sequence", err)
+	err = s.interpretError("sequence", err)
+	op.done(core.Outcome{Err: err, Events: int(assigned)})
+	return assigned, err
 }
 
 // Head returns the highest assigned global position, 0 for an empty log.

@@ -25,6 +25,22 @@ func LoadSnapshotted[S any, A core.SnapshotterOf[S]](ctx context.Context, sessio
 	if err := validateAggregate(root); err != nil {
 		return nil, err
 	}
+	if s.instr == nil {
+		return loadSnapshotted[S, A](ctx, s, exec, root)
+	}
+	ctx, op := s.start(ctx, core.Operation{Kind: core.OpLoad, StreamID: root.StreamID()})
+	root, err = loadSnapshotted[S, A](ctx, s, exec, root)
+	outcome := core.Outcome{Err: err}
+	if root != nil {
+		outcome.Events = int(root.LoadInfo().Replayed)
+	}
+	op.done(outcome)
+	return root, err
+}
+
+// loadSnapshotted restores root from its snapshot, if it has a usable
+// one, and replays the events after it.
+func loadSnapshotted[S any, A core.SnapshotterOf[S]](ctx context.Context, s *EventStore, exec executor, root *core.Root[A]) (*core.Root[A], error) {
 	after, err := restoreSnapshot[S, A](ctx, s, exec, root)
 	if err != nil {
 		return nil, err
@@ -36,7 +52,7 @@ func LoadSnapshotted[S any, A core.SnapshotterOf[S]](ctx context.Context, sessio
 			// rebuild from the events, which alone decide.
 			s.logger.WarnContext(ctx, "store: ignoring snapshot that disagrees with its stream",
 				"stream_id", root.StreamID(), "snapshot_version", after, "error", err)
-			root = core.NewRoot[A](id, A(new(S)))
+			root = core.NewRoot[A](root.ID(), A(new(S)))
 			err = s.replay(ctx, exec, root, 0)
 		}
 		if err != nil {

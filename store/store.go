@@ -80,6 +80,15 @@ type Config struct {
 	// appends are never grouped. Defaults to SoloAppendsDefault (2); a
 	// negative value turns grouping off.
 	SoloAppends int
+
+	// Instrumentation observes the store's appends (group commits
+	// included), loads, saves, reads and sequencing sweeps, and gives the
+	// trace context that appends store in their events' headers
+	// (core.TraceParentHeader). Runners and saga engines on the store use
+	// it too unless configured otherwise. The module
+	// github.com/mire-go/mire/otel provides one for OpenTelemetry.
+	// Defaults to none, which costs nothing.
+	Instrumentation core.Instrumentation
 }
 
 // EventStore appends and reads events in PostgreSQL. It is safe for
@@ -95,7 +104,8 @@ type EventStore struct {
 	// lockSeed keeps the stream locks of different schemas apart: it seeds
 	// the hash of the stream ID that keys a stream's advisory lock.
 	lockSeed int64
-	groups   *appendGroups // nil when grouping is off
+	groups   *appendGroups        // nil when grouping is off
+	instr    core.Instrumentation // nil: none
 
 	schemaCheck schemaCheck
 	// poolNotReadCommitted: the pool's connections default to another
@@ -138,6 +148,7 @@ func New(pool *pgxpool.Pool, config *Config) (*EventStore, error) {
 		logger:   c.Logger,
 		sql:      newSQLRenderer(c.Schema),
 		lockSeed: streamLockSeed(c.Schema),
+		instr:    c.Instrumentation,
 	}
 	if c.SoloAppends > 0 {
 		s.groups = newAppendGroups(s, c.SoloAppends)
@@ -200,6 +211,10 @@ func (s *EventStore) Schema() string { return s.schema }
 
 // Registry returns the store's event type registry.
 func (s *EventStore) Registry() *core.Registry { return s.registry }
+
+// Instrumentation returns the store's Config.Instrumentation, nil for
+// none.
+func (s *EventStore) Instrumentation() core.Instrumentation { return s.instr }
 
 // Pool returns the pool the store was created with.
 func (s *EventStore) Pool() *pgxpool.Pool { return s.pool }

@@ -195,12 +195,16 @@ SELECT coalesce((
 -- The stored events among a batch of event ids, with their positions once
 -- they have them, and whether each matches the content being appended. Used
 -- after a refused append to tell a retried append (same ids, same content)
--- from a conflict or a reused id.
+-- from a conflict or a reused id. The trace headers (@trace_headers:
+-- traceparent, tracestate) say how an event was delivered, not what it is,
+-- and are left out of the comparison: a retry under another trace is still
+-- a retry.
 SELECT sqlc.embed(stored),
        log.global_position,
        (stored.event_type = (@event_types::text[])[batch.n]
         AND stored.data = (@data::jsonb[])[batch.n]
-        AND stored.headers IS NOT DISTINCT FROM (@headers::jsonb[])[batch.n]
+        AND nullif(stored.headers - @trace_headers::text[], '{}'::jsonb) IS NOT DISTINCT FROM
+            nullif((@headers::jsonb[])[batch.n] - @trace_headers::text[], '{}'::jsonb)
         AND stored.correlation_id IS NOT DISTINCT FROM
             nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
         AND stored.causation_id IS NOT DISTINCT FROM

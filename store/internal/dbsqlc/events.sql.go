@@ -480,14 +480,15 @@ SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, sto
        log.global_position,
        (stored.event_type = ($1::text[])[batch.n]
         AND stored.data = ($2::jsonb[])[batch.n]
-        AND stored.headers IS NOT DISTINCT FROM ($3::jsonb[])[batch.n]
+        AND nullif(stored.headers - $3::text[], '{}'::jsonb) IS NOT DISTINCT FROM
+            nullif(($4::jsonb[])[batch.n] - $3::text[], '{}'::jsonb)
         AND stored.correlation_id IS NOT DISTINCT FROM
-            nullif(($4::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
-        AND stored.causation_id IS NOT DISTINCT FROM
             nullif(($5::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
+        AND stored.causation_id IS NOT DISTINCT FROM
+            nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
        )::boolean AS same_content
-FROM generate_series(1, cardinality($6::uuid[])) AS batch(n)
-JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = ($6::uuid[])[batch.n]
+FROM generate_series(1, cardinality($7::uuid[])) AS batch(n)
+JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = ($7::uuid[])[batch.n]
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = stored.seq
 ORDER BY batch.n
 `
@@ -495,6 +496,7 @@ ORDER BY batch.n
 type EventFindByIDsParams struct {
 	EventTypes     []string
 	Data           [][]byte
+	TraceHeaders   []string
 	Headers        [][]byte
 	CorrelationIds [][16]byte
 	CausationIds   [][16]byte
@@ -510,11 +512,15 @@ type EventFindByIDsRow struct {
 // The stored events among a batch of event ids, with their positions once
 // they have them, and whether each matches the content being appended. Used
 // after a refused append to tell a retried append (same ids, same content)
-// from a conflict or a reused id.
+// from a conflict or a reused id. The trace headers (@trace_headers:
+// traceparent, tracestate) say how an event was delivered, not what it is,
+// and are left out of the comparison: a retry under another trace is still
+// a retry.
 func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByIDsParams) ([]*EventFindByIDsRow, error) {
 	rows, err := db.Query(ctx, eventFindByIDs,
 		arg.EventTypes,
 		arg.Data,
+		arg.TraceHeaders,
 		arg.Headers,
 		arg.CorrelationIds,
 		arg.CausationIds,
