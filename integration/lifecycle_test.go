@@ -448,9 +448,11 @@ func TestSequencerBacksOffWhileTheDatabaseIsDown(t *testing.T) {
 	appendDeposits(t, es, 1)
 	waitHead(t, es, 1)
 
+	// Taken first: setDown closes the connections, and the sequencer may
+	// log their loss before setDown returns.
+	downSince := time.Now()
 	proxy.setDown(true)
 	const downFor = 1500 * time.Millisecond
-	downSince := time.Now()
 	appendDeposits(t, es, 2) // committed while the sequencer cannot reach the server
 	time.Sleep(downFor)
 	proxy.setDown(false)
