@@ -228,7 +228,15 @@ func TestStartStopStress(t *testing.T) {
 			defer wg.Done()
 			for range rounds {
 				switch rand.N(4) {
-				case 0, 1:
+				case 0:
+					// Some starts wait for their run to begin, so that runs
+					// happen however the goroutines are scheduled.
+					if err := b.Start(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+					<-b.Started()
+				case 1:
 					if err := b.Start(ctx); err != nil {
 						t.Error(err)
 						return
