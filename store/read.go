@@ -211,10 +211,15 @@ type pager struct {
 	// byRange: pages are ranges of positions, known in advance (see
 	// nextTwo).
 	byRange bool
+	// paired: the first range page came back full, so pages go on two at a
+	// time. Until then one: a read that ends within a page (most streams)
+	// costs one statement, not two.
+	paired bool
 }
 
 // nextTwo fetches the next two pages of a read of the whole log or of a
-// stream at once, on two connections. Positions and a stream's versions
+// stream at once, on two connections (the first call fetches one: see
+// pager.paired). Positions and a stream's versions
 // are gapless, so without a type filter the page after this one starts a
 // page later, and need not wait for this one. A page that does not hold
 // exactly its range (there is no such page, but the pager does not rely on
@@ -229,6 +234,9 @@ func (p *pager) nextTwo(ctx context.Context, exec executor) ([][]*core.RecordedE
 			sizes[i] = int32(min(int64(p.pageSize), int64(p.remaining)-(from-p.from)))
 		}
 		from += int64(sizes[i])
+	}
+	if !p.paired {
+		sizes[1], p.paired = 0, true
 	}
 	var pages [2][]*core.RecordedEvent
 	var errs [2]error
