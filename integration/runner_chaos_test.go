@@ -42,7 +42,8 @@ func chaosDuration(t *testing.T) time.Duration {
 // anything else), and no two workers committed a batch of one partition
 // under the same fence token.
 func TestRunnerChaos(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a minute of load on two cores would starve the timing-sensitive
+	// tests running beside it.
 	ctx := context.Background()
 	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
 	model := newBalances(t, es)

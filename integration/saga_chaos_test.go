@@ -87,7 +87,7 @@ func (rep *sagaReplica) stop() {
 // exactly once: one stock reservation and one charge per order that got
 // that far, one stock release per order that was compensated.
 func TestSagaChaos(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would starve the timing-sensitive tests beside it.
 	ctx := context.Background()
 	duration := 30 * time.Second
 	if s := os.Getenv("MIRE_SAGA_CHAOS_SECONDS"); s != "" {

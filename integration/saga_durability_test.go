@@ -557,7 +557,7 @@ func TestSagaCancel(t *testing.T) {
 // Waiting sagas hold no goroutines: ten thousand of them waiting for
 // replies that never come leave the goroutine count where it was.
 func TestSagaWaitingHoldsNoGoroutines(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it counts the process's goroutines.
 	ctx := context.Background()
 	def := saga.Define("patient", 1, func(c *saga.Context, _ struct{}) (string, error) {
 		_, err := saga.Await[PaymentTaken](c)
