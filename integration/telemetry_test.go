@@ -318,9 +318,11 @@ func TestTelemetryRequestToProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every position was assigned by an instrumented sweep.
-	if sweeps, assigned := histogramOf[int64](t, m["mire.store.sequencer.backlog"], "", ""); sweeps == 0 || assigned != head {
-		t.Errorf("sequencer backlog: %d sweeps numbered %d events, want the head, %d", sweeps, assigned, head)
+	// The instrumented sweeps numbered the log, up to the head. (Not always
+	// all of it: a sweep that commits as the runner stops reports its
+	// cancellation, with nothing assigned.)
+	if sweeps, assigned := histogramOf[int64](t, m["mire.store.sequencer.backlog"], "", ""); sweeps == 0 || assigned == 0 || assigned > head {
+		t.Errorf("sequencer backlog: %d sweeps numbered %d events, want some, and at most the head, %d", sweeps, assigned, head)
 	}
 	if count, _ := histogramOf[float64](t, m["mire.store.operation.duration"], "mire.operation", "sequence"); count == 0 {
 		t.Error("no sweep time recorded")
