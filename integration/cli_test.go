@@ -493,7 +493,7 @@ func TestCLIStatusAsRuntimeRole(t *testing.T) {
 	owner, _, role, _ := runtimeStore(t, 2)
 	u, err := url.Parse(pgenv.URL(t))
 	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
-		t.Skipf("the test server's URL %q is not a URL to log in to as another role", pgenv.URL(t))
+		t.Fatalf("the test server's URL %q is not a URL to log in to as another role", pgenv.URL(t))
 	}
 	u.User = url.UserPassword(role, role)
 	appendDeposit(t, owner, "account-1", 1)
