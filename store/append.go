@@ -81,13 +81,23 @@ func (s *EventStore) append(ctx context.Context, exec executor, streamID string,
 // and waits for locks.
 func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest) (*core.CommittedEvents, error) {
 	_, onPool := exec.(*pgxpool.Pool)
-	if onPool && s.groups != nil && len(r.events) == 1 {
+	if !onPool {
+		return s.appendAlone(ctx, exec, false, r)
+	}
+	if conflict := s.hot.certainConflict(r); conflict != nil {
+		return nil, conflict
+	}
+	if s.groups != nil && len(r.events) == 1 {
 		switch s.groups.admit(r.streamID) {
 		case grouped:
 			result, err := s.groups.append(ctx, r)
 			r.group = result.group
-			if err != nil || result.stored {
-				return r.committedOrNil(result), err
+			if err != nil {
+				return nil, err
+			}
+			if result.stored {
+				s.hot.stored(r.streamID, result.from)
+				return r.committedOrNil(result), nil
 			}
 			if result.lost {
 				return nil, &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: result.current}
@@ -97,26 +107,41 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 		case contendedRun:
 		}
 	}
-	return s.appendAlone(ctx, exec, onPool, r)
+	return s.appendAlone(ctx, exec, true, r)
 }
 
-// appendAlone runs an append in its own statement, and after a refusal asks
-// why in a new statement (so a new snapshot): a retry of stored events, an
-// expectation that still holds (the append lost a race for its versions:
-// try again), or a conflict.
+// appendAlone runs an append in its own statement and, after a refusal,
+// learns why: a retry of stored events, an expectation that still holds
+// (the append lost a race for its versions: try again), or a conflict.
+// A single-event statement says why itself; a batch's refusal is asked
+// about in a second statement.
 func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool, r *appendRequest) (*core.CommittedEvents, error) {
 	for attempt := 1; ; attempt++ {
 		result, err := s.insert(ctx, exec, onPool, r)
-		if err != nil || result.stored {
-			return r.committedOrNil(result), err
-		}
-		why, err := s.appendRefusal(ctx, exec, r)
-		switch {
-		case err != nil:
+		if err != nil {
 			return nil, err
-		case why.duplicateIDs:
+		}
+		if result.stored {
+			if onPool {
+				s.hot.stored(r.streamID, result.from+int64(len(r.events))-1)
+			}
+			return r.committedOrNil(result), nil
+		}
+		why := result.why
+		if why == nil {
+			if why, err = s.appendRefusal(ctx, exec, r); err != nil {
+				return nil, err
+			}
+		}
+		if why.duplicateIDs {
 			return s.resolveRetry(ctx, exec, r)
-		case r.expected.Satisfied(why.currentVersion) && attempt < maxAppendAttempts:
+		}
+		// Lost to another writer: a conflict, or a race for the versions
+		// after an expectation that still holds.
+		if onPool {
+			s.hot.lost(r.streamID, why.currentVersion)
+		}
+		if r.expected.Satisfied(why.currentVersion) && attempt < maxAppendAttempts {
 			continue
 		}
 		return nil, &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: why.currentVersion}

@@ -38,17 +38,19 @@ type appendResult struct {
 
 	// group: the appends in the group commit that stored it (0: alone).
 	group int16
+
+	// why: why the statement stored nothing, when it says (single-event
+	// statements do).
+	why *refusal
 }
 
-// appended reads a single-event statement's row: no row is a refusal.
-func appended(version int64, recordedAt time.Time, err error) (appendResult, error) {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return appendResult{}, nil
+// explained reads the row of a single-event statement: the stored version,
+// or why it stored nothing (see refusal).
+func explained(version *int64, recordedAt *time.Time, current int64, duplicateIDs bool) appendResult {
+	if version != nil && recordedAt != nil {
+		return appendResult{stored: true, from: *version, recordedAt: recordedAt.UTC()}
 	}
-	if err != nil {
-		return appendResult{}, err
-	}
-	return appendResult{stored: true, from: version, recordedAt: recordedAt.UTC()}, nil
+	return appendResult{why: &refusal{currentVersion: current, duplicateIDs: duplicateIDs}}
 }
 
 // expectedKind is an expectation as the batch and group statements take it.
@@ -110,9 +112,9 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
 		})
 		if err != nil {
-			return appended(0, time.Time{}, err)
+			return appendResult{}, err
 		}
-		return appended(row.StreamVersion, row.RecordedAt, nil)
+		return explained(row.StreamVersion, row.RecordedAt, row.CurrentVersion, row.DuplicateIds), nil
 	case isExact:
 		row, err := s.queries.EventAppendExact(ctx, db, &dbsqlc.EventAppendExactParams{
 			StreamID: r.streamID, NextVersion: exact + 1, ExpectedVersion: exact, LockSeed: s.lockSeed,
@@ -120,9 +122,9 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
 		})
 		if err != nil {
-			return appended(0, time.Time{}, err)
+			return appendResult{}, err
 		}
-		return appended(row.StreamVersion, row.RecordedAt, nil)
+		return explained(row.StreamVersion, row.RecordedAt, row.CurrentVersion, row.DuplicateIds), nil
 	default: // Any, StreamExists
 		var minVersion int64
 		if r.expected.IsStreamExists() {
@@ -134,9 +136,9 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
 		})
 		if err != nil {
-			return appended(0, time.Time{}, err)
+			return appendResult{}, err
 		}
-		return appended(row.StreamVersion, row.RecordedAt, nil)
+		return explained(row.StreamVersion, row.RecordedAt, row.CurrentVersion, row.DuplicateIds), nil
 	}
 }
 
@@ -231,20 +233,22 @@ func (s *EventStore) insertGroup(ctx context.Context, group []*appendRequest) (m
 	return results, nil
 }
 
-// refusal says why an append wrote nothing, as of a new snapshot: the
-// stream's version now, and whether any of its event ids is stored.
+// refusal says why an append wrote nothing, as of a snapshot taken after
+// the refused insert (so after any append it waited for had committed): the
+// stream's version then, and whether any of its event ids is stored.
 type refusal struct {
 	currentVersion int64
 	duplicateIDs   bool
 }
 
-func (s *EventStore) appendRefusal(ctx context.Context, exec executor, r *appendRequest) (refusal, error) {
+
+func (s *EventStore) appendRefusal(ctx context.Context, exec executor, r *appendRequest) (*refusal, error) {
 	row, err := s.queries.EventAppendRefused(ctx, s.db(exec), &dbsqlc.EventAppendRefusedParams{
 		StreamID: r.streamID, EventIds: columnsOf(r.events).ids})
 	if err != nil {
-		return refusal{}, err
+		return nil, err
 	}
-	return refusal{currentVersion: row.CurrentVersion, duplicateIDs: row.DuplicateIds}, nil
+	return &refusal{currentVersion: row.CurrentVersion, duplicateIDs: row.DuplicateIds}, nil
 }
 
 // storedEvent is an event found stored by its id, and whether it has the
@@ -432,11 +436,12 @@ func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, erro
 	return recorded, nil
 }
 
-func orZero(position *int64) int64 {
-	if position == nil {
-		return 0
+func orZero[T any](value *T) T {
+	if value == nil {
+		var zero T
+		return zero
 	}
-	return *position
+	return *value
 }
 
 // loadedEvent is what replaying an aggregate needs of a stored event.

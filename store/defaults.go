@@ -45,9 +45,8 @@ const (
 	// on its own, where waiting is safe.
 	groupLockTimeout = "100ms"
 
-	// contendedFor is how long appends to a stream run alone after one of
-	// its grouped appends lost to another of the same group; maxContended
-	// bounds the streams remembered so.
+	// contendedFor is how long a stream stays hot after its last conflict
+	// (see hotStreams); maxContended bounds the hot streams remembered.
 	contendedFor = 100 * time.Millisecond
 	maxContended = 1024
 

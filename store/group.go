@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -44,12 +43,6 @@ type appendGroups struct {
 	queue    []*groupedAppend // appends waiting for a group
 	closed   bool             // close was called: no new groups
 	drained  chan struct{}    // closed when draining drops to 0; made by close
-
-	// contended holds streams whose grouped appends lately lost to
-	// another append of the group, until when they run alone: on a stream
-	// that writers race for, only one append of a group can win, and the
-	// others are better off alone, where a lost race costs no group.
-	contended map[string]time.Time
 }
 
 // groupedAppend is one caller's append waiting for, or in, a group.
@@ -75,17 +68,16 @@ const (
 )
 
 // admit says where an append to stream runs now: alone when its stream is
-// contended, or when no group is being written and a solo slot is free (or
-// grouping is closed); else in a group.
+// hot (see hotStreams: on a stream that writers race for, only one append
+// of a group can win, and the others are better off alone, where a lost
+// race costs no group), or when no group is being written and a solo slot
+// is free (or grouping is closed); else in a group.
 func (g *appendGroups) admit(stream string) admission {
+	if _, hot := g.store.hot.lookup(stream); hot {
+		return contendedRun
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if until, ok := g.contended[stream]; ok {
-		if time.Now().Before(until) {
-			return contendedRun
-		}
-		delete(g.contended, stream)
-	}
 	if g.closed || g.solo < g.soloLimit && g.draining == 0 {
 		g.solo++
 		return soloSlot
@@ -97,17 +89,6 @@ func (g *appendGroups) doneAlone() {
 	g.mu.Lock()
 	g.solo--
 	g.mu.Unlock()
-}
-
-// markContended makes appends to stream run alone for contendedFor. The set
-// is bounded: past maxContended streams it starts afresh.
-func (g *appendGroups) markContended(stream string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.contended == nil || len(g.contended) >= maxContended {
-		g.contended = make(map[string]time.Time)
-	}
-	g.contended[stream] = time.Now().Add(contendedFor)
 }
 
 // append queues a single-event append for the next group and waits for its
@@ -279,7 +260,7 @@ func (g *appendGroups) run(group []*groupedAppend) {
 		exact, isExact := r.expected.ExactVersion()
 		if (isExact && head > exact) || r.expected.IsNoStream() {
 			request.result = appendResult{lost: true, current: head}
-			g.markContended(r.streamID)
+			g.store.hot.lost(r.streamID, head)
 		}
 	}
 }

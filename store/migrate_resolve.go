@@ -94,6 +94,9 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogRelation, "saga_instances_due_idx", true},
 		{catalogRelation, "saga_instances_status_idx", true},
 	},
+	8: {
+		{catalogFunction, "append_refusal(text, uuid[])", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows

@@ -105,6 +105,7 @@ type EventStore struct {
 	// the hash of the stream ID that keys a stream's advisory lock.
 	lockSeed int64
 	groups   *appendGroups        // nil when grouping is off
+	hot      hotStreams
 	instr    core.Instrumentation // nil: none
 
 	schemaCheck schemaCheck

@@ -177,6 +177,7 @@ func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppe
 }
 
 const eventAppendExact = `-- name: EventAppendExact :one
+WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT $1::text, $2::bigint, $3::text, $4::uuid,
@@ -189,6 +190,19 @@ WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
                 AND previous.stream_version = $11::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
+), why AS (
+    -- Only if nothing was appended (the filter runs first and once).
+    SELECT refusal.current_version, refusal.duplicate_ids
+    FROM /* TEMPLATE: schema */append_refusal($1::text, ARRAY[$4::uuid])
+        AS refusal(current_version, duplicate_ids)
+    WHERE NOT EXISTS (SELECT 1 FROM appended)
+)
+SELECT appended.stream_version, appended.recorded_at,
+       coalesce(why.current_version, 0)::bigint AS current_version,
+       coalesce(why.duplicate_ids, false)::boolean AS duplicate_ids
+FROM (VALUES (true)) AS attempt(made)
+LEFT JOIN appended ON true
+LEFT JOIN why ON true
 `
 
 type EventAppendExactParams struct {
@@ -206,12 +220,20 @@ type EventAppendExactParams struct {
 }
 
 type EventAppendExactRow struct {
-	StreamVersion int64
-	RecordedAt    time.Time
+	StreamVersion  *int64
+	RecordedAt     *time.Time
+	CurrentVersion int64
+	DuplicateIds   bool
 }
 
 // One event at version expected+1 (next_version, which sqlc cannot compute
 // here) of a stream at version expected >= 1.
+//
+// Always returns a row. A refused append (stream_version NULL) comes with
+// why, from append_refusal, which runs only on refusal and in a new
+// snapshot: the stream's version now and whether the event id is stored.
+// No second round trip, even when the version went to an append that
+// committed while this one waited for it.
 func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppendExactParams) (*EventAppendExactRow, error) {
 	row := db.QueryRow(ctx, eventAppendExact,
 		arg.StreamID,
@@ -227,7 +249,12 @@ func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppen
 		arg.ExpectedVersion,
 	)
 	var i EventAppendExactRow
-	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	err := row.Scan(
+		&i.StreamVersion,
+		&i.RecordedAt,
+		&i.CurrentVersion,
+		&i.DuplicateIds,
+	)
 	return &i, err
 }
 
@@ -339,12 +366,26 @@ func (q *Queries) EventAppendGroup(ctx context.Context, db DBTX, arg *EventAppen
 
 const eventAppendNew = `-- name: EventAppendNew :one
 
+WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
-VALUES ($1::text, 1, $2::text, $3::uuid, $4::text, $5::jsonb,
-        $6::jsonb, $7::uuid, $8::uuid)
+VALUES ($1::text, 1, $2::text, $3::uuid, $4::text,
+        $5::jsonb, $6::jsonb, $7::uuid, $8::uuid)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
+), why AS (
+    -- Only if nothing was appended (the filter runs first and once).
+    SELECT refusal.current_version, refusal.duplicate_ids
+    FROM /* TEMPLATE: schema */append_refusal($1::text, ARRAY[$3::uuid])
+        AS refusal(current_version, duplicate_ids)
+    WHERE NOT EXISTS (SELECT 1 FROM appended)
+)
+SELECT appended.stream_version, appended.recorded_at,
+       coalesce(why.current_version, 0)::bigint AS current_version,
+       coalesce(why.duplicate_ids, false)::boolean AS duplicate_ids
+FROM (VALUES (true)) AS attempt(made)
+LEFT JOIN appended ON true
+LEFT JOIN why ON true
 `
 
 type EventAppendNewParams struct {
@@ -359,8 +400,10 @@ type EventAppendNewParams struct {
 }
 
 type EventAppendNewRow struct {
-	StreamVersion int64
-	RecordedAt    time.Time
+	StreamVersion  *int64
+	RecordedAt     *time.Time
+	CurrentVersion int64
+	DuplicateIds   bool
 }
 
 // Appends. The gate is the unique (stream_id, stream_version) index: an
@@ -378,6 +421,7 @@ type EventAppendNewRow struct {
 // planner could fold, so PostgreSQL settles on one generic plan instead of
 // planning every call.
 // One event opening a stream (NoStream): version 1, refused if it exists.
+// Always returns a row; a refusal's columns are EventAppendExact's.
 func (q *Queries) EventAppendNew(ctx context.Context, db DBTX, arg *EventAppendNewParams) (*EventAppendNewRow, error) {
 	row := db.QueryRow(ctx, eventAppendNew,
 		arg.StreamID,
@@ -390,11 +434,17 @@ func (q *Queries) EventAppendNew(ctx context.Context, db DBTX, arg *EventAppendN
 		arg.CausationID,
 	)
 	var i EventAppendNewRow
-	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	err := row.Scan(
+		&i.StreamVersion,
+		&i.RecordedAt,
+		&i.CurrentVersion,
+		&i.DuplicateIds,
+	)
 	return &i, err
 }
 
 const eventAppendNext = `-- name: EventAppendNext :one
+WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT $1::text, head.version + 1, $2::text, $3::uuid,
@@ -408,6 +458,19 @@ CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
 WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
+), why AS (
+    -- Only if nothing was appended (the filter runs first and once).
+    SELECT refusal.current_version, refusal.duplicate_ids
+    FROM /* TEMPLATE: schema */append_refusal($1::text, ARRAY[$3::uuid])
+        AS refusal(current_version, duplicate_ids)
+    WHERE NOT EXISTS (SELECT 1 FROM appended)
+)
+SELECT appended.stream_version, appended.recorded_at,
+       coalesce(why.current_version, 0)::bigint AS current_version,
+       coalesce(why.duplicate_ids, false)::boolean AS duplicate_ids
+FROM (VALUES (true)) AS attempt(made)
+LEFT JOIN appended ON true
+LEFT JOIN why ON true
 `
 
 type EventAppendNextParams struct {
@@ -424,12 +487,15 @@ type EventAppendNextParams struct {
 }
 
 type EventAppendNextRow struct {
-	StreamVersion int64
-	RecordedAt    time.Time
+	StreamVersion  *int64
+	RecordedAt     *time.Time
+	CurrentVersion int64
+	DuplicateIds   bool
 }
 
 // One event after the stream's current version (Any), or only if the stream
-// has at least min_version events (StreamExists: 1).
+// has at least min_version events (StreamExists: 1). Always returns a row;
+// a refusal's columns are EventAppendExact's.
 func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppendNextParams) (*EventAppendNextRow, error) {
 	row := db.QueryRow(ctx, eventAppendNext,
 		arg.StreamID,
@@ -444,15 +510,19 @@ func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppend
 		arg.MinVersion,
 	)
 	var i EventAppendNextRow
-	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	err := row.Scan(
+		&i.StreamVersion,
+		&i.RecordedAt,
+		&i.CurrentVersion,
+		&i.DuplicateIds,
+	)
 	return &i, err
 }
 
 const eventAppendRefused = `-- name: EventAppendRefused :one
-SELECT coalesce((
-           SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
-       ), 0)::bigint AS current_version,
-       /* TEMPLATE: schema */events_stored($2::uuid[])::boolean AS duplicate_ids
+SELECT refusal.current_version::bigint AS current_version, refusal.duplicate_ids::boolean AS duplicate_ids
+FROM /* TEMPLATE: schema */append_refusal($1::text, $2::uuid[])
+    AS refusal(current_version, duplicate_ids)
 `
 
 type EventAppendRefusedParams struct {
@@ -465,9 +535,9 @@ type EventAppendRefusedRow struct {
 	DuplicateIds   bool
 }
 
-// Why an append wrote nothing: the stream's version now (a new statement,
-// so a new snapshot: the version that won) and whether any of the event ids
-// is stored (a retried append).
+// Why a batch wrote nothing: the stream's version now and whether any of
+// the event ids is stored (a retried append). A single-event append learns
+// it in its own statement.
 func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventAppendRefusedParams) (*EventAppendRefusedRow, error) {
 	row := db.QueryRow(ctx, eventAppendRefused, arg.StreamID, arg.EventIds)
 	var i EventAppendRefusedRow
