@@ -263,4 +263,3 @@ func waitForBlockedBy(t *testing.T, pool *pgxpool.Pool, pid uint32) {
 	}
 	t.Fatal("no session came to wait for the open transaction")
 }
-

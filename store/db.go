@@ -241,7 +241,6 @@ type refusal struct {
 	duplicateIDs   bool
 }
 
-
 func (s *EventStore) appendRefusal(ctx context.Context, exec executor, r *appendRequest) (*refusal, error) {
 	row, err := s.queries.EventAppendRefused(ctx, s.db(exec), &dbsqlc.EventAppendRefusedParams{
 		StreamID: r.streamID, EventIds: columnsOf(r.events).ids})

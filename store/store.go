@@ -104,7 +104,7 @@ type EventStore struct {
 	// lockSeed keeps the stream locks of different schemas apart: it seeds
 	// the hash of the stream ID that keys a stream's advisory lock.
 	lockSeed int64
-	groups   *appendGroups        // nil when grouping is off
+	groups   *appendGroups // nil when grouping is off
 	hot      hotStreams
 	instr    core.Instrumentation // nil: none
 
