@@ -149,7 +149,8 @@ func TestRun(t *testing.T) {
 			t.Errorf("row %+v: want positive rates from %d samples", row, o.rounds)
 		}
 	}
-	want := []string{"append/raw", "append/mire", "append_batch/raw", "append_batch/mire", "append_contended/raw", "append_contended/mire",
+	want := []string{"append/raw", "append/mire", "append/mire-ungrouped", "append_batch/raw", "append_batch/mire",
+		"append_contended/raw", "append_contended/mire", "append_contended/mire-ungrouped",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
 		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire",
 		"catchup/raw", "catchup/mire", "catchup/mire+batch1000", "latency/mire", "failover/mire", "failover/mire",
@@ -163,22 +164,22 @@ func TestRun(t *testing.T) {
 			t.Errorf("row %s/%s: ratio to raw %v: want one exactly for scenarios with a baseline", row.Scenario, row.System, row.RatioToRaw)
 		}
 	}
-	if l := rows[20].LatencyMillis; l == nil || l.Events == 0 || l.P50 > l.P99 || l.P99 > l.Max {
-		t.Errorf("latency row %+v: want percentiles over its events", rows[20])
+	if l := rows[22].LatencyMillis; l == nil || l.Events == 0 || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latency row %+v: want percentiles over its events", rows[22])
 	}
 	// A killed leader's lease is taken over once it expires, within
 	// LeaseTTL + RecheckInterval (here with a second for a loaded
 	// machine); a stopped one's at once, long before it would expire.
-	if kill := rows[21].Takeover; kill == nil || len(kill.Samples) != o.rounds || kill.Bound != 1100 || kill.Max > kill.Bound+1000 {
-		t.Errorf("failover row after a kill %+v: want %d takeovers within LeaseTTL + RecheckInterval", rows[21], o.rounds)
+	if kill := rows[23].Takeover; kill == nil || len(kill.Samples) != o.rounds || kill.Bound != 1100 || kill.Max > kill.Bound+1000 {
+		t.Errorf("failover row after a kill %+v: want %d takeovers within LeaseTTL + RecheckInterval", rows[23], o.rounds)
 	}
-	if stop := rows[22].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
-		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[22], o.rounds)
+	if stop := rows[24].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
+		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[24], o.rounds)
 	}
 	// Each saga is timed at both its steps, and commits at least five
 	// transactions of its own: its start, its two sends, the confirmation
 	// and the one that journals its outcome.
-	for _, row := range rows[23:] {
+	for _, row := range rows[25:] {
 		f, l := row.Saga, row.LatencyMillis
 		switch {
 		case f == nil || l == nil:

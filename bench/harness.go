@@ -32,6 +32,10 @@ type harness struct {
 
 	mire         *mireSystem
 	mireSnapshot *mireSystem // the same store, loading from snapshots
+	// mireUngrouped is the schema through a store with group commit off,
+	// beside the default one in the single-event append scenarios; nil
+	// without -ungrouped or when -solo-appends turns grouping off anyway.
+	mireUngrouped *mireSystem
 	raw          *rawSystem
 	saga         *sagaPool // the saga scenario's pool, on mire's schema; nil until it runs
 
@@ -91,6 +95,13 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 	appended := &atomic.Int64{}
 	h.mire = &mireSystem{es: es, appended: appended}
 	h.mireSnapshot = &mireSystem{es: es, appended: appended, snapshots: true}
+	if compareUngrouped && soloAppends >= 0 {
+		ungrouped, err := store.New(h.pool, &store.Config{Schema: mireSchema, Registry: registry, SoloAppends: -1})
+		if err != nil {
+			return nil, err
+		}
+		h.mireUngrouped = &mireSystem{es: ungrouped, appended: appended, ungrouped: true}
+	}
 	if h.raw, err = newRawSystem(ctx, h.pool, rawSchema, mireSchema); err != nil {
 		return nil, err
 	}
@@ -139,6 +150,10 @@ func (h *harness) systems(sc spec) []system {
 		}
 	case scenarioLatency, scenarioFailover, scenarioSaga:
 		return []system{h.mire}
+	case scenarioAppend, scenarioContended:
+		if h.mireUngrouped != nil {
+			return []system{h.raw, h.mire, h.mireUngrouped}
+		}
 	}
 	return []system{h.raw, h.mire}
 }
@@ -204,6 +219,10 @@ func (h *harness) readCart(ctx context.Context, n int) (string, error) {
 // soloAppends is mire's Config.SoloAppends: 0 for the store's default, -1
 // to measure appends without grouping.
 var soloAppends int
+
+// compareUngrouped adds mire with group commit off (Config.SoloAppends -1)
+// to the append and append_contended scenarios, measured in the same run.
+var compareUngrouped = true
 
 // sequencerInterval is the interval of the sequencer that runs beside mire's
 // appends and saves (-sequencer-interval).

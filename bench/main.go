@@ -151,6 +151,8 @@ func run() (err error) {
 	flag.BoolVar(&runnerLog, "runner-log", false, "log the runners' and saga engines' diagnostics to stderr")
 	flag.DurationVar(&sequencerInterval, "sequencer-interval", sequencerInterval, "interval of the sequencer running beside mire's appends and saves")
 	flag.IntVar(&soloAppends, "solo-appends", 0, "mire's Config.SoloAppends: 0 for the default, -1 to turn group commit off")
+	flag.BoolVar(&compareUngrouped, "ungrouped", compareUngrouped,
+		"also run append and append_contended on mire with group commit off (mire-ungrouped), in the same run")
 	quick := flag.Bool("quick", false,
 		"a short sanity run (about 30s): -rounds 1 -duration 750ms -warmup 150ms -failover-default-rounds 0 (unless given)")
 	// Only when asked: bench/results.json is committed, and a sanity run

@@ -175,7 +175,9 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 
 func ptr[T any](v T) *T { return &v }
 
-const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, in ABBA order " +
+const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, or (raw, mire, mire-ungrouped) " +
+	"for append and append_contended, mire-ungrouped being the same schema through a store with group commit off " +
+	"(Config.SoloAppends -1; -ungrouped=false leaves it out), in ABBA order " +
 	"(the order reversed every other round: AB, BA, BA, AB, ...), each for a fixed duration after an unmeasured " +
 	"warm-up; events_per_sec is the median of the rounds, ratio_to_raw compares medians; load counts the " +
 	"aggregate's events per load (events_per_op) whether replayed or restored from a snapshot, so its ratio is " +

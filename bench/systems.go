@@ -140,6 +140,7 @@ type mireSystem struct {
 	appended    *atomic.Int64 // events appended, to check the sequencer against; shared by the variants
 	snapshots   bool
 	runnerBatch int
+	ungrouped   bool // its store has group commit off
 }
 
 func (m *mireSystem) name() string {
@@ -148,6 +149,8 @@ func (m *mireSystem) name() string {
 		return "mire+snapshot"
 	case m.runnerBatch > 0:
 		return fmt.Sprintf("mire+batch%d", m.runnerBatch)
+	case m.ungrouped:
+		return "mire-ungrouped"
 	}
 	return "mire"
 }

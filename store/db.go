@@ -296,7 +296,7 @@ type pageRequest struct {
 type readStatement func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error)
 
 type positionedRow struct {
-	event    *dbsqlc.Event
+	event    dbsqlc.Event
 	position int64
 }
 
@@ -320,14 +320,18 @@ var readStatements = map[readKey]readStatement{
 		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
-			return positionedRow{&r.Event, orZero(r.GlobalPosition)}
+			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
+				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: r.CorrelationID,
+				CausationID: r.CausationID, RecordedAt: r.RecordedAt}, orZero(r.GlobalPosition)}
 		})
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamBackwardRow) positionedRow {
-			return positionedRow{&r.Event, orZero(r.GlobalPosition)}
+			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
+				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: r.CorrelationID,
+				CausationID: r.CausationID, RecordedAt: r.RecordedAt}, orZero(r.GlobalPosition)}
 		})
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
@@ -364,7 +368,7 @@ func partitionIndex(q core.StreamQuery) int32 { return int32(min(q.Partition, co
 
 // sequenced is a row of a whole-log or category page.
 func sequenced(r *dbsqlc.PositionedEvent) positionedRow {
-	return positionedRow{event: &dbsqlc.Event{
+	return positionedRow{event: dbsqlc.Event{
 		Seq: r.Seq, StreamID: r.StreamID, StreamVersion: r.StreamVersion, Category: r.Category,
 		EventID: r.EventID, EventType: r.EventType, Data: r.Data, Headers: r.Headers,
 		CorrelationID: r.CorrelationID, CausationID: r.CausationID, RecordedAt: r.RecordedAt, Xid: r.Xid,
@@ -396,8 +400,8 @@ func (s *EventStore) readPage(ctx context.Context, exec executor, p pageRequest)
 		return nil, err
 	}
 	events := make([]*core.RecordedEvent, len(rows))
-	for i, row := range rows {
-		if events[i], err = recordedEvent(row.event, row.position); err != nil {
+	for i := range rows {
+		if events[i], err = recordedEvent(&rows[i].event, rows[i].position); err != nil {
 			return nil, err
 		}
 	}

@@ -287,8 +287,10 @@ FROM (SELECT pg_advisory_xact_lock(
 
 -- name: EventReadStreamForward :many
 -- One page of a stream, oldest first, with each event's position once it
--- has one.
-SELECT log.global_position, sqlc.embed(events)
+-- has one. Only the columns a RecordedEvent holds: a stream read sends its
+-- rows over the wire and nothing else.
+SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
+       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = @stream_id::text
@@ -317,7 +319,8 @@ ORDER BY events.stream_version
 LIMIT @max_events::integer;
 
 -- name: EventReadStreamBackward :many
-SELECT log.global_position, sqlc.embed(events)
+SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
+       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = @stream_id::text

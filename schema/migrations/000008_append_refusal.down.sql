@@ -1,5 +1,6 @@
 -- Back to migration 7: refusals are asked about in a statement of their
--- own, and grant_runtime and revoke_runtime are as they were.
+-- own, the log's seq index holds no position, and grant_runtime and
+-- revoke_runtime are as they were.
 
 CREATE OR REPLACE FUNCTION grant_runtime(runtime regrole) RETURNS void
     LANGUAGE plpgsql
@@ -69,6 +70,10 @@ END;
 $$;
 
 DROP FUNCTION append_refusal(text, uuid[]);
+
+CREATE UNIQUE INDEX event_log_seq_plain_key ON event_log (seq);
+DROP INDEX event_log_seq_key;
+ALTER INDEX event_log_seq_plain_key RENAME TO event_log_seq_key;
 
 SELECT grant_runtime(to_regrole(role_name))
 FROM runtime_roles

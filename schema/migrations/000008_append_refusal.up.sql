@@ -1,5 +1,5 @@
--- Appends explain their own refusals. Runs with search_path set to the
--- store's schema.
+-- Appends explain their own refusals, and stream reads find positions in
+-- an index alone. Runs with search_path set to the store's schema.
 --
 -- A refused single-event append used to ask why in a second statement (so a
 -- second round trip), for a new snapshot: its own snapshot predates an
@@ -32,6 +32,14 @@ $$;
 
 -- Invoker's rights: a role reads what it may read.
 REVOKE EXECUTE ON FUNCTION append_refusal(text, uuid[]) FROM PUBLIC;
+
+-- A stream read looks up each event's position in the log by seq. With the
+-- position in that index, the lookup reads the index alone wherever the
+-- log's pages are all-visible, which autovacuum makes them soon after they
+-- are written (the log is insert-only): a third fewer pages per event.
+CREATE UNIQUE INDEX event_log_seq_position_key ON event_log (seq) INCLUDE (global_position);
+DROP INDEX event_log_seq_key;
+ALTER INDEX event_log_seq_position_key RENAME TO event_log_seq_key;
 
 CREATE OR REPLACE FUNCTION grant_runtime(runtime regrole) RETURNS void
     LANGUAGE plpgsql

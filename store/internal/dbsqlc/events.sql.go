@@ -922,7 +922,8 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
+       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = $1::text
@@ -941,7 +942,15 @@ type EventReadStreamBackwardParams struct {
 
 type EventReadStreamBackwardRow struct {
 	GlobalPosition *int64
-	Event          Event
+	StreamID       string
+	StreamVersion  int64
+	EventID        [16]byte
+	EventType      string
+	Data           []byte
+	Headers        []byte
+	CorrelationID  *[16]byte
+	CausationID    *[16]byte
+	RecordedAt     time.Time
 }
 
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
@@ -960,18 +969,15 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 		var i EventReadStreamBackwardRow
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -985,7 +991,8 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-SELECT log.global_position, events.seq, events.stream_id, events.stream_version, events.category, events.event_id, events.event_type, events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at, events.xid
+SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
+       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = $1::text
@@ -1004,14 +1011,23 @@ type EventReadStreamForwardParams struct {
 
 type EventReadStreamForwardRow struct {
 	GlobalPosition *int64
-	Event          Event
+	StreamID       string
+	StreamVersion  int64
+	EventID        [16]byte
+	EventType      string
+	Data           []byte
+	Headers        []byte
+	CorrelationID  *[16]byte
+	CausationID    *[16]byte
+	RecordedAt     time.Time
 }
 
 // Reads. Stream reads come straight from events (with the position, once
 // the event has one); category and whole-log reads walk event_log in
 // position order and so see only sequenced events, a gapless prefix.
 // One page of a stream, oldest first, with each event's position once it
-// has one.
+// has one. Only the columns a RecordedEvent holds: a stream read sends its
+// rows over the wire and nothing else.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
@@ -1028,18 +1044,15 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 		var i EventReadStreamForwardRow
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.Event.Seq,
-			&i.Event.StreamID,
-			&i.Event.StreamVersion,
-			&i.Event.Category,
-			&i.Event.EventID,
-			&i.Event.EventType,
-			&i.Event.Data,
-			&i.Event.Headers,
-			&i.Event.CorrelationID,
-			&i.Event.CausationID,
-			&i.Event.RecordedAt,
-			&i.Event.Xid,
+			&i.StreamID,
+			&i.StreamVersion,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
 		); err != nil {
 			return nil, err
 		}
