@@ -20,6 +20,7 @@ import (
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
+	"github.com/mire-go/mire/schema"
 	"github.com/mire-go/mire/store"
 )
 
@@ -614,8 +615,8 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 
 	// The latest migration half undone: a dirty version mire will not
 	// resolve.
-	adminExec(t, "DROP INDEX "+quoteIdent(es.Schema())+".saga_instances_due_idx")
-	markDirty(t, es.Schema(), 7)
+	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".append_refusal(text, uuid[])")
+	markDirty(t, es.Schema(), int(schema.LatestVersion()))
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,8 +33,9 @@ func schemaMigrations() ([]string, error) {
 		if m == nil {
 			return nil, fmt.Errorf("migration file %q does not match NNNNNN_name.(up|down).sql", e.Name())
 		}
-		var n int
-		if _, err := fmt.Sscan(m[1], &n); err != nil {
+		// Not fmt.Sscan: it reads a leading 0 as octal ("000008" as 0).
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
 			return nil, err
 		}
 		p := byNumber[n]

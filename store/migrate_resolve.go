@@ -96,6 +96,8 @@ var migrationEffects = map[int][]catalogObject{
 	},
 	8: {
 		{catalogFunction, "append_refusal(text, uuid[])", true},
+		{catalogRelation, "event_log_seq_position_key", true},
+		{catalogRelation, "event_log_seq_key", false},
 	},
 }
 

@@ -71,9 +71,8 @@ $$;
 
 DROP FUNCTION append_refusal(text, uuid[]);
 
-CREATE UNIQUE INDEX event_log_seq_plain_key ON event_log (seq);
-DROP INDEX event_log_seq_key;
-ALTER INDEX event_log_seq_plain_key RENAME TO event_log_seq_key;
+CREATE UNIQUE INDEX event_log_seq_key ON event_log (seq);
+DROP INDEX event_log_seq_position_key;
 
 SELECT grant_runtime(to_regrole(role_name))
 FROM runtime_roles

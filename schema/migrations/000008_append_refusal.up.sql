@@ -39,7 +39,6 @@ REVOKE EXECUTE ON FUNCTION append_refusal(text, uuid[]) FROM PUBLIC;
 -- are written (the log is insert-only): a third fewer pages per event.
 CREATE UNIQUE INDEX event_log_seq_position_key ON event_log (seq) INCLUDE (global_position);
 DROP INDEX event_log_seq_key;
-ALTER INDEX event_log_seq_position_key RENAME TO event_log_seq_key;
 
 CREATE OR REPLACE FUNCTION grant_runtime(runtime regrole) RETURNS void
     LANGUAGE plpgsql
