@@ -321,8 +321,8 @@ var readStatements = map[readKey]readStatement{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
 			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
-				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: r.CorrelationID,
-				CausationID: r.CausationID, RecordedAt: r.RecordedAt}, orZero(r.GlobalPosition)}
+				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
+				CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
 		})
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
@@ -330,8 +330,8 @@ var readStatements = map[readKey]readStatement{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamBackwardRow) positionedRow {
 			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
-				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: r.CorrelationID,
-				CausationID: r.CausationID, RecordedAt: r.RecordedAt}, orZero(r.GlobalPosition)}
+				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
+				CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
 		})
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
@@ -437,6 +437,14 @@ func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, erro
 		recorded.Metadata.Headers = headers
 	}
 	return recorded, nil
+}
+
+// nonZeroID is id, or nil for the zero id, which stands for none.
+func nonZeroID(id *[16]byte) *[16]byte {
+	if *id == [16]byte{} {
+		return nil
+	}
+	return id
 }
 
 func orZero[T any](value *T) T {

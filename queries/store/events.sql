@@ -287,10 +287,14 @@ FROM (SELECT pg_advisory_xact_lock(
 
 -- name: EventReadStreamForward :many
 -- One page of a stream, oldest first, with each event's position once it
--- has one. Only the columns a RecordedEvent holds: a stream read sends its
--- rows over the wire and nothing else.
-SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
-       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+-- has one (0 for none yet). Only the columns a RecordedEvent holds, none
+-- of them NULL: the zero id stands for none, as appends store it, and each
+-- row scans without allocating for nullable columns.
+SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+       events.event_id, events.event_type, events.data, events.headers,
+       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
+       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
+       events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = @stream_id::text
@@ -319,8 +323,11 @@ ORDER BY events.stream_version
 LIMIT @max_events::integer;
 
 -- name: EventReadStreamBackward :many
-SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
-       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+       events.event_id, events.event_type, events.data, events.headers,
+       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
+       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
+       events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = @stream_id::text

@@ -922,8 +922,11 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
-       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+       events.event_id, events.event_type, events.data, events.headers,
+       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
+       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
+       events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = $1::text
@@ -941,15 +944,15 @@ type EventReadStreamBackwardParams struct {
 }
 
 type EventReadStreamBackwardRow struct {
-	GlobalPosition *int64
+	GlobalPosition int64
 	StreamID       string
 	StreamVersion  int64
 	EventID        [16]byte
 	EventType      string
 	Data           []byte
 	Headers        []byte
-	CorrelationID  *[16]byte
-	CausationID    *[16]byte
+	CorrelationID  [16]byte
+	CausationID    [16]byte
 	RecordedAt     time.Time
 }
 
@@ -991,8 +994,11 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-SELECT log.global_position, events.stream_id, events.stream_version, events.event_id, events.event_type,
-       events.data, events.headers, events.correlation_id, events.causation_id, events.recorded_at
+SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+       events.event_id, events.event_type, events.data, events.headers,
+       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
+       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
+       events.recorded_at
 FROM /* TEMPLATE: schema */events
 LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
 WHERE events.stream_id = $1::text
@@ -1010,15 +1016,15 @@ type EventReadStreamForwardParams struct {
 }
 
 type EventReadStreamForwardRow struct {
-	GlobalPosition *int64
+	GlobalPosition int64
 	StreamID       string
 	StreamVersion  int64
 	EventID        [16]byte
 	EventType      string
 	Data           []byte
 	Headers        []byte
-	CorrelationID  *[16]byte
-	CausationID    *[16]byte
+	CorrelationID  [16]byte
+	CausationID    [16]byte
 	RecordedAt     time.Time
 }
 
@@ -1026,8 +1032,9 @@ type EventReadStreamForwardRow struct {
 // the event has one); category and whole-log reads walk event_log in
 // position order and so see only sequenced events, a gapless prefix.
 // One page of a stream, oldest first, with each event's position once it
-// has one. Only the columns a RecordedEvent holds: a stream read sends its
-// rows over the wire and nothing else.
+// has one (0 for none yet). Only the columns a RecordedEvent holds, none
+// of them NULL: the zero id stands for none, as appends store it, and each
+// row scans without allocating for nullable columns.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
