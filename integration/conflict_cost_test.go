@@ -263,3 +263,50 @@ func waitForBlockedBy(t *testing.T, pool *pgxpool.Pool, pid uint32) {
 	}
 	t.Fatal("no session came to wait for the open transaction")
 }
+
+// A refusal's explanation costs what it touches whatever the size of
+// events, with no statistics (nothing here analyzes): a plan made while the
+// table was small must not scan it once it is large.
+func TestRefusalsCostWhatTheyTouch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	conn, err := pgx.Connect(ctx, pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx) //nolint:errcheck // a test connection
+	schema := pgx.Identifier{es.Schema()}.Sanitize()
+	batch := make([]core.Event, 100)
+	for i := range batch {
+		batch[i] = core.NewEvent(Deposited{Amount: 1})
+	}
+	appended := 0
+	grow := func(to int) {
+		for ; appended < to; appended += len(batch) {
+			if _, err := es.Append(ctx, fmt.Sprintf("account-%d", appended), core.NoStream, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	refusal := "SELECT * FROM " + schema + ".append_refusal('account-0', ARRAY['" + uuid.NewString() + "'::uuid])"
+	grow(200)
+	explainBuffers(t, conn, refusal) // the first call in a session plans the function's statement
+	small := explainBuffers(t, conn, refusal)
+	// Planned now, on a small table, as a prepared append's would be.
+	_, err = es.Append(ctx, "account-0", core.Exact(1), core.NewEvent(Deposited{Amount: 1}))
+	wantConflict := &core.VersionConflictError{}
+	if !errors.As(err, &wantConflict) {
+		t.Fatalf("append at a stale version: %v, want a conflict", err)
+	}
+	grow(20_000)
+	large := explainBuffers(t, conn, refusal)
+	t.Logf("append_refusal touched %d buffers with 200 events stored, %d with 20,000", small, large)
+	if large > small+10 {
+		t.Errorf("append_refusal touched %d buffers with 20,000 events stored, against %d with 200", large, small)
+	}
+	if _, err := es.Append(ctx, "account-0", core.Exact(1), core.NewEvent(Deposited{Amount: 1})); !errors.As(err, &wantConflict) ||
+		wantConflict.Actual != 100 {
+		t.Fatalf("append at a stale version: %v, want a conflict at version 100", err)
+	}
+}
