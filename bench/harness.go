@@ -36,8 +36,8 @@ type harness struct {
 	// beside the default one in the single-event append scenarios; nil
 	// without -ungrouped or when -solo-appends turns grouping off anyway.
 	mireUngrouped *mireSystem
-	raw          *rawSystem
-	saga         *sagaPool // the saga scenario's pool, on mire's schema; nil until it runs
+	raw           *rawSystem
+	saga          *sagaPool // the saga scenario's pool, on mire's schema; nil until it runs
 
 	// sequencing is the mire store on the admin pool, so that sequencing and
 	// head checks stay out of the workload's statement count.
