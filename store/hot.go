@@ -26,7 +26,9 @@ import (
 // a stream's place, so a stream stays hot while writers keep racing for it
 // and is forgotten contendedFor after the last conflict. Versions come only
 // from outcomes on the pool, which are committed: a caller's transaction
-// can still roll back what it saw.
+// can still roll back what it saw. (A database restored to an earlier point
+// under a running process is the one way a version goes down; the store
+// forgets a stream within contendedFor of its last conflict.)
 type hotStreams struct {
 	// count is len(streams): appends check it before taking the lock, so
 	// while no stream is hot they pay one atomic load.
