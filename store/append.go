@@ -113,8 +113,8 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 // appendAlone runs an append in its own statement and, after a refusal,
 // learns why: a retry of stored events, an expectation that still holds
 // (the append lost a race for its versions: try again), or a conflict.
-// A single-event statement says why itself; a batch's refusal is asked
-// about in a second statement.
+// A single-event statement on a hot stream says why itself; other refusals
+// are asked about in a second statement.
 func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool, r *appendRequest) (*core.CommittedEvents, error) {
 	for attempt := 1; ; attempt++ {
 		result, err := s.insert(ctx, exec, onPool, r)
@@ -153,7 +153,10 @@ func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool
 func (s *EventStore) insert(ctx context.Context, exec executor, onPool bool, r *appendRequest) (appendResult, error) {
 	switch {
 	case len(r.events) == 1:
-		return s.insertOne(ctx, exec, r)
+		// On a hot stream most appends are refused: one statement both tries
+		// and says why.
+		_, hot := s.hot.lookup(r.streamID)
+		return s.insertOne(ctx, exec, r, onPool && hot)
 	case onPool:
 		return s.insertBatchOnPool(ctx, r)
 	}

@@ -39,13 +39,25 @@ type appendResult struct {
 	// group: the appends in the group commit that stored it (0: alone).
 	group int16
 
-	// why: why the statement stored nothing, when it says (single-event
-	// statements do).
+	// why: why the statement stored nothing, when it says (the single-event
+	// statements for hot streams do).
 	why *refusal
 }
 
-// explained reads the row of a single-event statement: the stored version,
-// or why it stored nothing (see refusal).
+// appended reads a plain single-event statement's row: no row is a
+// refusal, which the store asks about afterwards.
+func appended(version int64, recordedAt time.Time, err error) (appendResult, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return appendResult{}, nil
+	}
+	if err != nil {
+		return appendResult{}, err
+	}
+	return appendResult{stored: true, from: version, recordedAt: recordedAt.UTC()}, nil
+}
+
+// explained reads the row of an explaining single-event statement (for a
+// hot stream): the stored version, or why it stored nothing (see refusal).
 func explained(version *int64, recordedAt *time.Time, current int64, duplicateIDs bool) appendResult {
 	if version != nil && recordedAt != nil {
 		return appendResult{stored: true, from: *version, recordedAt: recordedAt.UTC()}
@@ -101,7 +113,7 @@ func columnsOf(events []encodedEvent) batchColumns {
 
 // insertOne stores a single-event request with the statement for its
 // expectation.
-func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequest) (appendResult, error) {
+func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequest, explain bool) (appendResult, error) {
 	db, e := s.db(exec), r.events[0]
 	exact, isExact := r.expected.ExactVersion()
 	switch {
@@ -109,6 +121,16 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 		row, err := s.queries.EventAppendNew(ctx, db, &dbsqlc.EventAppendNewParams{
 			StreamID: r.streamID, Category: r.category, EventID: e.id, EventType: e.eventType,
 			Data: e.data, Headers: e.headers,
+			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
+		})
+		if err != nil {
+			return appended(0, time.Time{}, err)
+		}
+		return appended(row.StreamVersion, row.RecordedAt, nil)
+	case isExact && explain:
+		row, err := s.queries.EventAppendExactExplained(ctx, db, &dbsqlc.EventAppendExactExplainedParams{
+			StreamID: r.streamID, NextVersion: exact + 1, ExpectedVersion: exact, LockSeed: s.lockSeed,
+			Category: r.category, EventID: e.id, EventType: e.eventType, Data: e.data, Headers: e.headers,
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
 		})
 		if err != nil {
@@ -122,15 +144,17 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
 		})
 		if err != nil {
-			return appendResult{}, err
+			return appended(0, time.Time{}, err)
 		}
-		return explained(row.StreamVersion, row.RecordedAt, row.CurrentVersion, row.DuplicateIds), nil
-	default: // Any, StreamExists
-		var minVersion int64
-		if r.expected.IsStreamExists() {
-			minVersion = 1
-		}
-		row, err := s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
+		return appended(row.StreamVersion, row.RecordedAt, nil)
+	}
+	// Any, StreamExists
+	var minVersion int64
+	if r.expected.IsStreamExists() {
+		minVersion = 1
+	}
+	if explain {
+		row, err := s.queries.EventAppendNextExplained(ctx, db, &dbsqlc.EventAppendNextExplainedParams{
 			StreamID: r.streamID, MinVersion: minVersion, LockSeed: s.lockSeed,
 			Category: r.category, EventID: e.id, EventType: e.eventType, Data: e.data, Headers: e.headers,
 			CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
@@ -140,6 +164,15 @@ func (s *EventStore) insertOne(ctx context.Context, exec executor, r *appendRequ
 		}
 		return explained(row.StreamVersion, row.RecordedAt, row.CurrentVersion, row.DuplicateIds), nil
 	}
+	row, err := s.queries.EventAppendNext(ctx, db, &dbsqlc.EventAppendNextParams{
+		StreamID: r.streamID, MinVersion: minVersion, LockSeed: s.lockSeed,
+		Category: r.category, EventID: e.id, EventType: e.eventType, Data: e.data, Headers: e.headers,
+		CorrelationID: nullableID(e.correlationID), CausationID: nullableID(e.causationID),
+	})
+	if err != nil {
+		return appended(0, time.Time{}, err)
+	}
+	return appended(row.StreamVersion, row.RecordedAt, nil)
 }
 
 // insertBatchOnPool stores a batch in a transaction of its own, with a

@@ -177,6 +177,61 @@ func (q *Queries) EventAppendAtomic(ctx context.Context, db DBTX, arg *EventAppe
 }
 
 const eventAppendExact = `-- name: EventAppendExact :one
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text, $2::bigint, $3::text, $4::uuid,
+       $5::text, $6::jsonb, $7::jsonb, $8::uuid,
+       $9::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, $10::bigint))) AS stream_lock
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = $1::text
+                AND previous.stream_version = $11::bigint)
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendExactParams struct {
+	StreamID        string
+	NextVersion     int64
+	Category        *string
+	EventID         [16]byte
+	EventType       string
+	Data            []byte
+	Headers         []byte
+	CorrelationID   *[16]byte
+	CausationID     *[16]byte
+	LockSeed        int64
+	ExpectedVersion int64
+}
+
+type EventAppendExactRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// One event at version expected+1 (next_version, which sqlc cannot compute
+// here) of a stream at version expected >= 1.
+func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppendExactParams) (*EventAppendExactRow, error) {
+	row := db.QueryRow(ctx, eventAppendExact,
+		arg.StreamID,
+		arg.NextVersion,
+		arg.Category,
+		arg.EventID,
+		arg.EventType,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.LockSeed,
+		arg.ExpectedVersion,
+	)
+	var i EventAppendExactRow
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	return &i, err
+}
+
+const eventAppendExactExplained = `-- name: EventAppendExactExplained :one
 WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
@@ -205,7 +260,7 @@ LEFT JOIN appended ON true
 LEFT JOIN why ON true
 `
 
-type EventAppendExactParams struct {
+type EventAppendExactExplainedParams struct {
 	StreamID        string
 	NextVersion     int64
 	Category        *string
@@ -219,23 +274,23 @@ type EventAppendExactParams struct {
 	ExpectedVersion int64
 }
 
-type EventAppendExactRow struct {
+type EventAppendExactExplainedRow struct {
 	StreamVersion  *int64
 	RecordedAt     *time.Time
 	CurrentVersion int64
 	DuplicateIds   bool
 }
 
-// One event at version expected+1 (next_version, which sqlc cannot compute
-// here) of a stream at version expected >= 1.
-//
-// Always returns a row. A refused append (stream_version NULL) comes with
-// why, from append_refusal, which runs only on refusal and in a new
-// snapshot: the stream's version now and whether the event id is stored.
-// No second round trip, even when the version went to an append that
-// committed while this one waited for it.
-func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppendExactParams) (*EventAppendExactRow, error) {
-	row := db.QueryRow(ctx, eventAppendExact,
+// EventAppendExact for a hot stream, one that writers race for (see the
+// store's hotStreams), where most appends are refused. Always returns a
+// row. A refused append (stream_version NULL) comes with why, from
+// append_refusal, which runs only on refusal and in a new snapshot: the
+// stream's version now and whether the event id is stored. No second round
+// trip, even when the version went to an append that committed while this
+// one waited for it. The extra plan nodes cost a stored append about a
+// tenth more server time, so cold streams use EventAppendExact.
+func (q *Queries) EventAppendExactExplained(ctx context.Context, db DBTX, arg *EventAppendExactExplainedParams) (*EventAppendExactExplainedRow, error) {
+	row := db.QueryRow(ctx, eventAppendExactExplained,
 		arg.StreamID,
 		arg.NextVersion,
 		arg.Category,
@@ -248,7 +303,7 @@ func (q *Queries) EventAppendExact(ctx context.Context, db DBTX, arg *EventAppen
 		arg.LockSeed,
 		arg.ExpectedVersion,
 	)
-	var i EventAppendExactRow
+	var i EventAppendExactExplainedRow
 	err := row.Scan(
 		&i.StreamVersion,
 		&i.RecordedAt,
@@ -366,26 +421,12 @@ func (q *Queries) EventAppendGroup(ctx context.Context, db DBTX, arg *EventAppen
 
 const eventAppendNew = `-- name: EventAppendNew :one
 
-WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
-VALUES ($1::text, 1, $2::text, $3::uuid, $4::text,
-        $5::jsonb, $6::jsonb, $7::uuid, $8::uuid)
+VALUES ($1::text, 1, $2::text, $3::uuid, $4::text, $5::jsonb,
+        $6::jsonb, $7::uuid, $8::uuid)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
-), why AS (
-    -- Only if nothing was appended (the filter runs first and once).
-    SELECT refusal.current_version, refusal.duplicate_ids
-    FROM /* TEMPLATE: schema */append_refusal($1::text, ARRAY[$3::uuid])
-        AS refusal(current_version, duplicate_ids)
-    WHERE NOT EXISTS (SELECT 1 FROM appended)
-)
-SELECT appended.stream_version, appended.recorded_at,
-       coalesce(why.current_version, 0)::bigint AS current_version,
-       coalesce(why.duplicate_ids, false)::boolean AS duplicate_ids
-FROM (VALUES (true)) AS attempt(made)
-LEFT JOIN appended ON true
-LEFT JOIN why ON true
 `
 
 type EventAppendNewParams struct {
@@ -400,10 +441,8 @@ type EventAppendNewParams struct {
 }
 
 type EventAppendNewRow struct {
-	StreamVersion  *int64
-	RecordedAt     *time.Time
-	CurrentVersion int64
-	DuplicateIds   bool
+	StreamVersion int64
+	RecordedAt    time.Time
 }
 
 // Appends. The gate is the unique (stream_id, stream_version) index: an
@@ -421,7 +460,6 @@ type EventAppendNewRow struct {
 // planner could fold, so PostgreSQL settles on one generic plan instead of
 // planning every call.
 // One event opening a stream (NoStream): version 1, refused if it exists.
-// Always returns a row; a refusal's columns are EventAppendExact's.
 func (q *Queries) EventAppendNew(ctx context.Context, db DBTX, arg *EventAppendNewParams) (*EventAppendNewRow, error) {
 	row := db.QueryRow(ctx, eventAppendNew,
 		arg.StreamID,
@@ -434,16 +472,65 @@ func (q *Queries) EventAppendNew(ctx context.Context, db DBTX, arg *EventAppendN
 		arg.CausationID,
 	)
 	var i EventAppendNewRow
-	err := row.Scan(
-		&i.StreamVersion,
-		&i.RecordedAt,
-		&i.CurrentVersion,
-		&i.DuplicateIds,
-	)
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
 	return &i, err
 }
 
 const eventAppendNext = `-- name: EventAppendNext :one
+INSERT INTO /* TEMPLATE: schema */events
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+SELECT $1::text, head.version + 1, $2::text, $3::uuid,
+       $4::text, $5::jsonb, $6::jsonb, $7::uuid,
+       $8::uuid
+FROM (SELECT pg_advisory_xact_lock_shared(
+          hashtextextended($1::text, $9::bigint))) AS stream_lock
+CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
+            FROM /* TEMPLATE: schema */events AS current
+            WHERE current.stream_id = $1::text) AS head
+WHERE head.version >= $10::bigint
+ON CONFLICT DO NOTHING
+RETURNING stream_version, recorded_at
+`
+
+type EventAppendNextParams struct {
+	StreamID      string
+	Category      *string
+	EventID       [16]byte
+	EventType     string
+	Data          []byte
+	Headers       []byte
+	CorrelationID *[16]byte
+	CausationID   *[16]byte
+	LockSeed      int64
+	MinVersion    int64
+}
+
+type EventAppendNextRow struct {
+	StreamVersion int64
+	RecordedAt    time.Time
+}
+
+// One event after the stream's current version (Any), or only if the stream
+// has at least min_version events (StreamExists: 1).
+func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppendNextParams) (*EventAppendNextRow, error) {
+	row := db.QueryRow(ctx, eventAppendNext,
+		arg.StreamID,
+		arg.Category,
+		arg.EventID,
+		arg.EventType,
+		arg.Data,
+		arg.Headers,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.LockSeed,
+		arg.MinVersion,
+	)
+	var i EventAppendNextRow
+	err := row.Scan(&i.StreamVersion, &i.RecordedAt)
+	return &i, err
+}
+
+const eventAppendNextExplained = `-- name: EventAppendNextExplained :one
 WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
@@ -473,7 +560,7 @@ LEFT JOIN appended ON true
 LEFT JOIN why ON true
 `
 
-type EventAppendNextParams struct {
+type EventAppendNextExplainedParams struct {
 	StreamID      string
 	Category      *string
 	EventID       [16]byte
@@ -486,18 +573,17 @@ type EventAppendNextParams struct {
 	MinVersion    int64
 }
 
-type EventAppendNextRow struct {
+type EventAppendNextExplainedRow struct {
 	StreamVersion  *int64
 	RecordedAt     *time.Time
 	CurrentVersion int64
 	DuplicateIds   bool
 }
 
-// One event after the stream's current version (Any), or only if the stream
-// has at least min_version events (StreamExists: 1). Always returns a row;
-// a refusal's columns are EventAppendExact's.
-func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppendNextParams) (*EventAppendNextRow, error) {
-	row := db.QueryRow(ctx, eventAppendNext,
+// EventAppendNext for a hot stream. Always returns a row; a refusal's
+// columns are EventAppendExactExplained's.
+func (q *Queries) EventAppendNextExplained(ctx context.Context, db DBTX, arg *EventAppendNextExplainedParams) (*EventAppendNextExplainedRow, error) {
+	row := db.QueryRow(ctx, eventAppendNextExplained,
 		arg.StreamID,
 		arg.Category,
 		arg.EventID,
@@ -509,7 +595,7 @@ func (q *Queries) EventAppendNext(ctx context.Context, db DBTX, arg *EventAppend
 		arg.LockSeed,
 		arg.MinVersion,
 	)
-	var i EventAppendNextRow
+	var i EventAppendNextExplainedRow
 	err := row.Scan(
 		&i.StreamVersion,
 		&i.RecordedAt,
