@@ -77,7 +77,7 @@ type Config struct {
 	// own expectation and outcome; one a group cannot store without waiting
 	// (for a stream lock, or for a concurrent insert of its version) runs
 	// alone as usual. Appends in a caller's transaction and multi-event
-	// appends are never grouped. Defaults to SoloAppendsDefault (4); a
+	// appends are never grouped. Defaults to SoloAppendsDefault (8); a
 	// negative value turns grouping off.
 	SoloAppends int
 
