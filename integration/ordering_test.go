@@ -254,6 +254,14 @@ func tortureScope(ctx context.Context, rng *rand.Rand, es *store.EventStore, str
 	more := []core.Event{{Data: Deposited{Amount: 7}, Metadata: core.EventMetadata{EventID: uuid.New()}}}
 	ids = append(ids, eventIDs(more)...)
 	if _, err := scope.Append(ctx, other, core.Exact(otherVersion), more...); err != nil {
+		// Two scopes that append to the same two streams in opposite
+		// orders can wait for each other's versions: PostgreSQL breaks the
+		// deadlock by aborting one of them, whose events are then never
+		// delivered (a rare outcome, but a correct one).
+		if kind, _ := core.DBKind(err); kind == core.DBDeadlock {
+			rec.abort(ids, "deadlock")
+			return nil
+		}
 		return rec.settle(began, ids, err, "scope")
 	}
 	return rec.settle(began, ids, scope.Commit(ctx), "scope")
