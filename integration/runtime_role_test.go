@@ -141,6 +141,24 @@ func TestRuntimeRoleRunsTheAPI(t *testing.T) {
 	// A conflict is explained, a retry answered as a duplicate.
 	_, err = es.Append(ctx, "account-batch", core.Exact(1), core.NewEvent(Deposited{Amount: 1}))
 	assertConflict(t, err, &core.VersionConflictError{StreamID: "account-batch", Expected: core.Exact(1), Actual: 4})
+	// After a conflict a stream is hot: appends to it run the statements
+	// that explain their own refusals (append_refusal inside), and the
+	// runtime role may run those too.
+	if _, err := es.Append(ctx, "account-hot", core.NoStream, core.NewEvent(Deposited{Amount: 1})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = es.Append(ctx, "account-hot", core.NoStream, core.Event{Data: Deposited{Amount: 1}, Metadata: core.EventMetadata{EventID: uuid.New()}})
+	assertConflict(t, err, &core.VersionConflictError{StreamID: "account-hot", Expected: core.NoStream, Actual: 1})
+	hotRetry := core.Event{Data: Deposited{Amount: 2}, Metadata: core.EventMetadata{EventID: uuid.New()}}
+	if _, err := es.Append(ctx, "account-hot", core.Exact(1), hotRetry); err != nil {
+		t.Fatalf("append to a hot stream as the runtime role: %v", err)
+	}
+	if again, err := es.Append(ctx, "account-hot", core.Exact(1), hotRetry); err != nil || !again.Duplicate {
+		t.Fatalf("retry on a hot stream as the runtime role: %+v, %v; want a duplicate", again, err)
+	}
+	if _, err := es.Append(ctx, "account-hot", core.Any, core.NewEvent(Deposited{Amount: 3})); err != nil {
+		t.Fatalf("Any append to a hot stream as the runtime role: %v", err)
+	}
 	retried := core.Event{Data: Deposited{Amount: 7}, Metadata: core.EventMetadata{EventID: uuid.New()}}
 	first, err := es.Append(ctx, "account-retry", core.NoStream, retried)
 	if err != nil {
@@ -184,7 +202,7 @@ func TestRuntimeRoleRunsTheAPI(t *testing.T) {
 	if _, err := es.Sequence(ctx); err != nil {
 		t.Fatalf("sequence: %v", err)
 	}
-	const total = writers*appends + 4 + 1 + 2 + 12
+	const total = writers*appends + 4 + 3 + 1 + 2 + 12 // account-hot holds 3
 	entries := readWholeLog(t, es)
 	assertGapless(t, entries)
 	if len(entries) != total {

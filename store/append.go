@@ -76,38 +76,40 @@ func (s *EventStore) append(ctx context.Context, exec executor, streamID string,
 
 // route sends an append where it runs: a single-event append on the pool
 // into a group with other callers' (see Config.SoloAppends) or alone, as
-// anything else and appends to a stream writers are racing for. An append a
-// group did not store runs alone, which explains refusals, resolves retries
-// and waits for locks.
+// anything else. An append to a hot stream (see hotStreams) that certainly
+// conflicts is answered here; other appends to hot streams run alone. An
+// append a group did not store runs alone, which explains refusals,
+// resolves retries and waits for locks.
 func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest) (*core.CommittedEvents, error) {
 	_, onPool := exec.(*pgxpool.Pool)
 	if !onPool {
-		return s.appendAlone(ctx, exec, false, r)
+		return s.appendAlone(ctx, exec, false, false, r)
 	}
-	if conflict := s.hot.certainConflict(r); conflict != nil {
-		return nil, conflict
+	// One lookup serves the whole append: a stream that turns hot meanwhile
+	// only misses being answered early this once.
+	if head, hot := s.hot.lookup(r.streamID); hot {
+		if conflict := certainConflict(r, head); conflict != nil {
+			s.hot.lost(r.streamID, head) // still raced for
+			return nil, conflict
+		}
+		return s.appendAlone(ctx, exec, true, true, r)
 	}
 	if s.groups != nil && len(r.events) == 1 {
-		switch s.groups.admit(r.streamID) {
+		switch s.groups.admit() {
 		case grouped:
 			result, err := s.groups.append(ctx, r)
 			r.group = result.group
-			if err != nil {
-				return nil, err
-			}
-			if result.stored {
-				s.hot.stored(r.streamID, result.from)
-				return r.committedOrNil(result), nil
+			if err != nil || result.stored {
+				return r.committedOrNil(result), err
 			}
 			if result.lost {
 				return nil, &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: result.current}
 			}
 		case soloSlot:
 			defer s.groups.doneAlone()
-		case contendedRun:
 		}
 	}
-	return s.appendAlone(ctx, exec, true, r)
+	return s.appendAlone(ctx, exec, true, false, r)
 }
 
 // appendAlone runs an append in its own statement and, after a refusal,
@@ -115,14 +117,14 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 // (the append lost a race for its versions: try again), or a conflict.
 // A single-event statement on a hot stream says why itself; other refusals
 // are asked about in a second statement.
-func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool, r *appendRequest) (*core.CommittedEvents, error) {
+func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool, hot bool, r *appendRequest) (*core.CommittedEvents, error) {
 	for attempt := 1; ; attempt++ {
-		result, err := s.insert(ctx, exec, onPool, r)
+		result, err := s.insert(ctx, exec, onPool, hot, r)
 		if err != nil {
 			return nil, err
 		}
 		if result.stored {
-			if onPool {
+			if hot {
 				s.hot.stored(r.streamID, result.from+int64(len(r.events))-1)
 			}
 			return r.committedOrNil(result), nil
@@ -137,9 +139,10 @@ func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool
 			return s.resolveRetry(ctx, exec, r)
 		}
 		// Lost to another writer: a conflict, or a race for the versions
-		// after an expectation that still holds.
+		// after an expectation that still holds. The stream is hot now.
 		if onPool {
 			s.hot.lost(r.streamID, why.currentVersion)
+			hot = true
 		}
 		if r.expected.Satisfied(why.currentVersion) && attempt < maxAppendAttempts {
 			continue
@@ -150,13 +153,12 @@ func (s *EventStore) appendAlone(ctx context.Context, exec executor, onPool bool
 
 // insert runs the statement for an append: single-event, a batch on the
 // pool, or a batch in the caller's transaction.
-func (s *EventStore) insert(ctx context.Context, exec executor, onPool bool, r *appendRequest) (appendResult, error) {
+func (s *EventStore) insert(ctx context.Context, exec executor, onPool, hot bool, r *appendRequest) (appendResult, error) {
 	switch {
 	case len(r.events) == 1:
 		// On a hot stream most appends are refused: one statement both tries
 		// and says why.
-		_, hot := s.hot.lookup(r.streamID)
-		return s.insertOne(ctx, exec, r, onPool && hot)
+		return s.insertOne(ctx, exec, r, hot)
 	case onPool:
 		return s.insertBatchOnPool(ctx, r)
 	}

@@ -62,20 +62,14 @@ func newAppendGroups(store *EventStore, soloLimit int) *appendGroups {
 type admission uint8
 
 const (
-	grouped      admission = iota // queued for a group
-	soloSlot                      // alone, in a solo slot: call doneAlone after
-	contendedRun                  // alone, its stream being contended: no slot
+	grouped  admission = iota // queued for a group
+	soloSlot                  // alone, in a solo slot: call doneAlone after
 )
 
-// admit says where an append to stream runs now: alone when its stream is
-// hot (see hotStreams: on a stream that writers race for, only one append
-// of a group can win, and the others are better off alone, where a lost
-// race costs no group), or when no group is being written and a solo slot
-// is free (or grouping is closed); else in a group.
-func (g *appendGroups) admit(stream string) admission {
-	if _, hot := g.store.hot.lookup(stream); hot {
-		return contendedRun
-	}
+// admit says where an append to a stream that is not hot (see
+// hotStreams: those run alone) runs now: alone when no group is being
+// written and a solo slot is free (or grouping is closed); else in a group.
+func (g *appendGroups) admit() admission {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed || g.solo < g.soloLimit && g.draining == 0 {

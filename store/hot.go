@@ -90,18 +90,14 @@ func (h *hotStreams) lookup(stream string) (head int64, hot bool) {
 }
 
 // certainConflict returns the conflict an append certainly meets on a hot
-// stream, or nil: see hotStreams.
-func (h *hotStreams) certainConflict(r *appendRequest) *core.VersionConflictError {
+// stream whose highest version seen committed is head, or nil: see
+// hotStreams.
+func certainConflict(r *appendRequest, head int64) *core.VersionConflictError {
 	if !r.newIDs {
-		return nil
-	}
-	head, hot := h.lookup(r.streamID)
-	if !hot {
 		return nil
 	}
 	exact, isExact := r.expected.ExactVersion()
 	if (isExact && head > exact) || (r.expected.IsNoStream() && head > 0) {
-		h.lost(r.streamID, head) // still raced for
 		return &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: head}
 	}
 	return nil

@@ -17,8 +17,8 @@ func TestHotStreamsAnswerOnlyCertainConflicts(t *testing.T) {
 		return &appendRequest{streamID: "cart-1", expected: expected, newIDs: newIDs,
 			events: []encodedEvent{{id: uuid.New()}}}
 	}
-	if c := h.certainConflict(request(core.Exact(1), true)); c != nil {
-		t.Fatalf("a stream never seen is not hot: got %v", c)
+	if _, hot := h.lookup("cart-1"); hot {
+		t.Fatal("a stream never seen is hot")
 	}
 	h.stored("cart-1", 9)
 	if _, hot := h.lookup("cart-1"); hot {
@@ -44,7 +44,8 @@ func TestHotStreamsAnswerOnlyCertainConflicts(t *testing.T) {
 		{core.StreamExists, true, false},
 		{core.Exact(6), false, false}, // caller-chosen ids: maybe a retry of stored events
 	} {
-		c := h.certainConflict(request(tc.expected, tc.newIDs))
+		head, _ := h.lookup("cart-1")
+		c := certainConflict(request(tc.expected, tc.newIDs), head)
 		if (c != nil) != tc.conflict {
 			t.Errorf("%v (new ids %v): conflict %v, want %v", tc.expected, tc.newIDs, c, tc.conflict)
 		}
@@ -52,8 +53,8 @@ func TestHotStreamsAnswerOnlyCertainConflicts(t *testing.T) {
 			t.Errorf("%v: %+v, want a conflict at version 7", tc.expected, c)
 		}
 	}
-	if c := h.certainConflict(&appendRequest{streamID: "cart-2", expected: core.Exact(0), newIDs: true}); c != nil {
-		t.Errorf("another stream: %v", c)
+	if _, hot := h.lookup("cart-2"); hot {
+		t.Error("another stream is hot")
 	}
 
 	cold := &hotStreams{hold: time.Nanosecond}

@@ -250,9 +250,10 @@ ON CONFLICT DO NOTHING
 RETURNING event_id, stream_version, recorded_at;
 
 -- name: EventAppendRefused :one
--- Why a batch wrote nothing: the stream's version now and whether any of
--- the event ids is stored (a retried append). A single-event append learns
--- it in its own statement.
+-- Why an append wrote nothing: the stream's version now and whether any of
+-- the event ids is stored (a retried append), asked in a new statement. A
+-- single-event append to a hot stream learns it in its own statement
+-- (EventAppendExactExplained).
 SELECT refusal.current_version::bigint AS current_version, refusal.duplicate_ids::boolean AS duplicate_ids
 FROM /* TEMPLATE: schema */append_refusal(sqlc.arg(stream_id)::text, sqlc.arg(event_ids)::uuid[])
     AS refusal(current_version, duplicate_ids);

@@ -621,9 +621,10 @@ type EventAppendRefusedRow struct {
 	DuplicateIds   bool
 }
 
-// Why a batch wrote nothing: the stream's version now and whether any of
-// the event ids is stored (a retried append). A single-event append learns
-// it in its own statement.
+// Why an append wrote nothing: the stream's version now and whether any of
+// the event ids is stored (a retried append), asked in a new statement. A
+// single-event append to a hot stream learns it in its own statement
+// (EventAppendExactExplained).
 func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventAppendRefusedParams) (*EventAppendRefusedRow, error) {
 	row := db.QueryRow(ctx, eventAppendRefused, arg.StreamID, arg.EventIds)
 	var i EventAppendRefusedRow
