@@ -310,8 +310,12 @@ const insertMany = `INSERT INTO %s (stream_id, stream_version, event_id, event_t
 func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema string) (*rawSystem, error) {
 	quoted := pgx.Identifier{schema}.Sanitize()
 	mire := pgx.Identifier{mireSchema}.Sanitize()
-	logRows := `SELECT l.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type, e.data, e.headers, e.recorded_at
-			FROM ` + mire + `.event_log AS l JOIN ` + mire + `.events AS e ON e.xid = l.xid AND e.seq = l.seq `
+	// The log holds runs: a stream's versions first_version ..
+	// first_version + event_count - 1 at consecutive positions.
+	logRows := `SELECT l.global_position + (e.stream_version - l.first_version), e.stream_id, e.stream_version,
+			e.event_id, e.event_type, e.data, e.headers, e.recorded_at
+			FROM ` + mire + `.event_log AS l JOIN ` + mire + `.events AS e ON e.stream_id = l.stream_id
+			AND e.stream_version >= l.first_version AND e.stream_version < l.first_version + l.event_count `
 	ddl := "CREATE SCHEMA " + quoted + ";" + fmt.Sprintf(rawTable, quoted)
 	if _, err := pool.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return nil, fmt.Errorf("creating the raw baseline in %s: %w", schema, err)
@@ -326,9 +330,12 @@ func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema st
 			FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1 ORDER BY stream_version`,
 		selectCart: `SELECT stream_version, event_type, data
 			FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1 ORDER BY stream_version`,
-		insertCart:     fmt.Sprintf(insertOne, quoted+".raw_stream_events"),
-		selectLog:      logRows + `WHERE l.global_position BETWEEN $1 AND $2 ORDER BY l.global_position`,
-		selectCategory: logRows + `WHERE l.category = $1 ORDER BY l.global_position`,
+		insertCart: fmt.Sprintf(insertOne, quoted+".raw_stream_events"),
+		selectLog: logRows + `WHERE l.global_position BETWEEN (SELECT max(s.global_position) FROM ` + mire + `.event_log AS s
+			WHERE s.global_position <= $1) AND $2
+			AND l.global_position + (e.stream_version - l.first_version) BETWEEN $1 AND $2
+			ORDER BY l.global_position, e.stream_version`,
+		selectCategory: logRows + `WHERE l.category = $1 ORDER BY l.global_position, e.stream_version`,
 		selectVersion:  `SELECT coalesce(max(stream_version), 0) FROM ` + quoted + `.raw_stream_events WHERE stream_id = $1`,
 	}, nil
 }

@@ -741,13 +741,13 @@ func TestCLIVerify(t *testing.T) {
 	}
 
 	// A broken stream: account-1's version 4 (position 11) deleted, which
-	// also leaves its log row without an event.
+	// also leaves its run in the log without its event.
 	superuserExec(t, fmt.Sprintf(`DELETE FROM %s.events WHERE stream_id = 'account-1' AND stream_version = 4`, es.Schema()))
-	// A gap in the log: position 20's row deleted (account-1 version 7),
+	// A gap in the log: position 20's run deleted (account-1 version 7),
 	// and its event, an hour old, left without a position.
 	superuserExec(t, fmt.Sprintf(`DELETE FROM %s.event_log WHERE global_position = 20`, es.Schema()))
 	superuserExec(t, fmt.Sprintf(`UPDATE %s.events SET recorded_at = now() - interval '1 hour' WHERE stream_id = 'account-1' AND stream_version = 7`, es.Schema()))
-	// A log row that disagrees with its event's category.
+	// A run that disagrees with its events' category.
 	superuserExec(t, fmt.Sprintf(`UPDATE %s.event_log SET category = 'acount' WHERE global_position = 25`, es.Schema()))
 
 	v = cliVerify{}
@@ -755,7 +755,7 @@ func TestCLIVerify(t *testing.T) {
 	want := []cliFinding{
 		{Kind: "version_gap", StreamID: "account-1", FromVersion: 4, ToVersion: 4},
 		{Kind: "unsequenced", StreamID: "account-1", StreamVersion: 7},
-		{Kind: "log_without_event", GlobalPosition: 11},
+		{Kind: "log_without_event", StreamID: "account-1", FromVersion: 4, ToVersion: 4, GlobalPosition: 11},
 		{Kind: "position_gap", FromPosition: 20, ToPosition: 20},
 		{Kind: "category_mismatch", StreamID: "account-0", StreamVersion: 9, GlobalPosition: 25},
 	}
@@ -789,6 +789,63 @@ func TestCLIVerify(t *testing.T) {
 	mireJSON(t, es, &v, 3, "verify", "--max-unsequenced-age", "5s")
 	if v.FindingsTotal != 5 {
 		t.Errorf("with --max-unsequenced-age 5s: %d findings, want 5: %+v", v.FindingsTotal, v.Findings)
+	}
+}
+
+// The log's runs checked against each other: a batch is one run, and
+// verify finds runs that number another run's events again, that start
+// inside the run before them, or whose bucket is not their stream's.
+func TestCLIVerifyRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	for stream, n := range map[string]int{"account-a": 5, "account-b": 3} {
+		batch := make([]core.Event, n)
+		for i := range batch {
+			batch[i] = core.NewEvent(Deposited{Amount: int64(i)})
+		}
+		if _, err := es.Append(ctx, stream, core.NoStream, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := es.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var runs int
+	if err := pgenv.Pool(t).QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s.event_log", es.Schema())).Scan(&runs); err != nil || runs != 2 {
+		t.Fatalf("two batches make %d runs (%v), want 2", runs, err)
+	}
+	var v cliVerify
+	mireJSON(t, es, &v, 0, "verify")
+	if !v.OK || v.Head != 8 || v.Events != 8 || v.Positions != 8 {
+		t.Fatalf("verify of a sound store: %+v", v)
+	}
+	var first string
+	if err := pgenv.Pool(t).QueryRow(ctx, fmt.Sprintf("SELECT stream_id FROM %s.event_log WHERE global_position = 1", es.Schema())).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	second := map[string]string{"account-a": "account-b", "account-b": "account-a"}[first]
+	firstCount := map[string]int64{"account-a": 5, "account-b": 3}[first]
+
+	// The second batch's run with a bucket its stream id does not hash to.
+	superuserExec(t, fmt.Sprintf(`UPDATE %s.event_log SET bucket = (bucket + 1) %% 1024 WHERE global_position = %d`,
+		es.Schema(), firstCount+1))
+	// After the head, a run numbering the first stream's version 2 onward
+	// again, and a run of a stream without events starting inside it.
+	superuserExec(t, fmt.Sprintf(`INSERT INTO %[1]s.event_log (global_position, event_count, stream_id, first_version, category, bucket)
+		SELECT 9, 2, stream_id, 2, category, bucket FROM %[1]s.event_log WHERE global_position = 1
+		UNION ALL SELECT 10, 1, 'account-none', 1, 'account', 0`, es.Schema()))
+
+	v = cliVerify{}
+	mireJSON(t, es, &v, 3, "verify")
+	want := []cliFinding{
+		{Kind: "bucket_mismatch", StreamID: second, StreamVersion: 1, GlobalPosition: firstCount + 1},
+		{Kind: "event_logged_twice", StreamID: first, StreamVersion: 2, GlobalPosition: 9, FromPosition: 2},
+		{Kind: "position_taken", GlobalPosition: 10, FromPosition: 10, ToPosition: 10},
+		{Kind: "log_without_event", StreamID: "account-none", FromVersion: 1, ToVersion: 1, GlobalPosition: 10},
+	}
+	if diff := cmp.Diff(want, v.Findings); diff != "" || v.OK || v.Head != 10 {
+		t.Errorf("findings (-want +got):\n%s\n%+v", diff, v)
 	}
 }
 

@@ -82,7 +82,8 @@ JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_collation AS co ON co.oid = a.attcollation AND a.attcollation <> 0
 WHERE n.nspname = $1 AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
-SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+-- Types of the schema (log_runs takes one) are named with it: leave it out.
+SELECT 'function ' || p.proname || '(' || replace(pg_get_function_identity_arguments(p.oid), $1 || '.', '') || ')'
 FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
 WHERE n.nspname = $1`, schemaName)
 	if err != nil {
@@ -615,7 +616,7 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 
 	// The latest migration half undone: a dirty version mire will not
 	// resolve.
-	adminExec(t, "DROP FUNCTION "+quoteIdent(es.Schema())+".append_refusal(text, uuid[])")
+	adminExec(t, "DROP INDEX "+quoteIdent(es.Schema())+".event_log_stream_version_key")
 	markDirty(t, es.Schema(), int(schema.LatestVersion()))
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)

@@ -156,7 +156,11 @@ func TestReadByRanges(t *testing.T) {
 				return q
 			},
 			key: func(e *core.RecordedEvent) int64 { return e.GlobalPosition },
-			gap: "DELETE FROM %s.event_log WHERE global_position = 35",
+			// The batch is one run: split it into two around position 35.
+			gap: `WITH run AS (DELETE FROM %[1]s.event_log WHERE global_position = 1 RETURNING *)
+				INSERT INTO %[1]s.event_log (global_position, event_count, stream_id, first_version, category, bucket)
+				SELECT 1, 34, stream_id, 1, category, bucket FROM run
+				UNION ALL SELECT 36, 60, stream_id, 36, category, bucket FROM run`,
 		},
 		{
 			name: "stream",

@@ -250,7 +250,7 @@ func TestRuntimeRoleCannotRewriteHistory(t *testing.T) {
 		fmt.Sprintf(insert, "%s", ", xid", ", '999999999999'"),
 		fmt.Sprintf(insert, "%s", ", seq", ", 1"),
 		fmt.Sprintf(insert, "%s", ", recorded_at", ", now() - interval '1 year'"),
-		`INSERT INTO %s.event_log (global_position, seq, xid) VALUES (2, 1, '0')`,
+		`INSERT INTO %s.event_log (global_position, event_count, stream_id, first_version, bucket) VALUES (1000, 1, 'account-1', 1000, 0)`,
 		`UPDATE %s.event_log SET global_position = global_position + 1`,
 		`DELETE FROM %s.event_log`,
 		`SELECT * FROM %s.sequencer_sweeps`,

@@ -40,8 +40,12 @@ func restoreFromAnotherCluster(t *testing.T, es *store.EventStore, sameCluster b
 	}
 	for _, sql := range []string{
 		fmt.Sprintf("UPDATE %s SET snapshot = '%s', system_identifier = %s", sweeps, snapshot, identity),
-		fmt.Sprintf("UPDATE %s SET xid = '%d'", log, numbered),
-		fmt.Sprintf("UPDATE %s AS e SET xid = CASE WHEN EXISTS (SELECT 1 FROM %s AS l WHERE l.seq = e.seq) THEN '%d' ELSE '%d' END::xid8",
+		// The log keeps no xids: an event is numbered when a run of its
+		// stream covers its version.
+		fmt.Sprintf(`UPDATE %s AS e SET xid = CASE WHEN EXISTS (
+				SELECT 1 FROM %s AS l WHERE l.stream_id = e.stream_id
+				AND e.stream_version BETWEEN l.first_version AND l.first_version + l.event_count - 1)
+			THEN '%d' ELSE '%d' END::xid8`,
 			events, log, numbered, waiting),
 	} {
 		if _, err := pgenv.Pool(t).Exec(ctx, sql); err != nil {

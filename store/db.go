@@ -306,7 +306,7 @@ func (s *EventStore) findStored(ctx context.Context, exec executor, r *appendReq
 	}
 	found := make([]storedEvent, len(rows))
 	for i, row := range rows {
-		event, err := recordedEvent(&row.Event, orZero(row.GlobalPosition))
+		event, err := recordedEvent(&row.Event, row.GlobalPosition)
 		if err != nil {
 			return nil, err
 		}
@@ -478,14 +478,6 @@ func nonZeroID(id *[16]byte) *[16]byte {
 		return nil
 	}
 	return id
-}
-
-func orZero[T any](value *T) T {
-	if value == nil {
-		var zero T
-		return zero
-	}
-	return *value
 }
 
 // loadedEvent is what replaying an aggregate needs of a stored event.

@@ -99,6 +99,12 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogRelation, "event_log_seq_position_key", true},
 		{catalogRelation, "event_log_seq_key", false},
 	},
+	9: {
+		{catalogColumn, "event_log.event_count", true},
+		{catalogRelation, "event_log_stream_version_key", true},
+		{catalogColumn, "event_log.seq", false},
+		{catalogRelation, "event_log_seq_position_key", false},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows

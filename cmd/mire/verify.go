@@ -86,6 +86,7 @@ const (
 	findingCategoryMismatch = "category_mismatch"
 	findingBucketMismatch   = "bucket_mismatch"
 	findingLoggedTwice      = "event_logged_twice"
+	findingPositionTaken    = "position_taken"
 	// findingMore says a stream has more findings than verify lists.
 	findingMore = "more_findings"
 )
@@ -268,39 +269,46 @@ func (v *verifier) log(ctx context.Context) error {
 		}
 		for _, r := range rows {
 			position := r.GlobalPosition
-			if position > r.PreviousPosition+1 {
+			switch {
+			case position > r.PreviousPosition+1:
 				from, to := r.PreviousPosition+1, position-1
 				v.add(finding{Kind: findingPositionGap, FromPosition: from, ToPosition: to,
 					Message: fmt.Sprintf("%s missing from the log (it goes from %d to %d)", span("position", from, to),
 						r.PreviousPosition, position)})
+			case position <= r.PreviousPosition:
+				v.add(finding{Kind: findingPositionTaken, GlobalPosition: position, FromPosition: position,
+					ToPosition: r.PreviousPosition,
+					Message: fmt.Sprintf("%s numbered twice: the run at %d starts before the one before it ends (at %d)",
+						span("position", position, r.PreviousPosition), position, r.PreviousPosition)})
 			}
-			stream := ""
-			if r.HasEvent {
-				stream = fmt.Sprintf(" (%q version %d)", r.StreamID, r.StreamVersion)
-			}
+			last := r.FirstVersion + r.EventCount - 1
+			run := fmt.Sprintf("position %d (%q %s)", position, r.StreamID, span("version", r.FirstVersion, last))
 			switch {
-			case !r.HasEvent:
-				v.add(finding{Kind: findingLogWithoutEvent, GlobalPosition: position, Seq: r.Seq,
-					Message: fmt.Sprintf("position %d: the log row (seq %d) joins no event with its seq and xid: reads skip it",
-						position, r.Seq)})
+			case r.Events < r.EventCount:
+				v.add(finding{Kind: findingLogWithoutEvent, GlobalPosition: position, StreamID: r.StreamID,
+					FromVersion: r.FirstVersion, ToVersion: last,
+					Message: fmt.Sprintf("%s: the stream holds %d of the run's %d events: reads skip the rest",
+						run, r.Events, r.EventCount)})
 			case !equalCategory(r.LogCategory, r.EventCategory):
 				v.add(finding{Kind: findingCategoryMismatch, GlobalPosition: position, StreamID: r.StreamID,
-					StreamVersion: r.StreamVersion, Seq: r.Seq,
-					Message: fmt.Sprintf("position %d%s: the log says category %s, the event %s", position, stream,
+					StreamVersion: r.FirstVersion, Seq: r.Seq,
+					Message: fmt.Sprintf("%s: the log says category %s, the events %s", run,
 						quoteOrNone(r.LogCategory), quoteOrNone(r.EventCategory))})
 			case r.EventBucket != r.LogBucket:
 				v.add(finding{Kind: findingBucketMismatch, GlobalPosition: position, StreamID: r.StreamID,
-					StreamVersion: r.StreamVersion, Seq: r.Seq,
-					Message: fmt.Sprintf("position %d%s: the log says bucket %d, the stream id hashes to %d", position, stream,
+					StreamVersion: r.FirstVersion, Seq: r.Seq,
+					Message: fmt.Sprintf("%s: the log says bucket %d, the stream id hashes to %d", run,
 						r.LogBucket, r.EventBucket)})
 			}
-			if r.LogRows > 1 && r.FirstPosition != position {
-				v.add(finding{Kind: findingLoggedTwice, GlobalPosition: position, Seq: r.Seq, FromPosition: r.FirstPosition,
-					Message: fmt.Sprintf("position %d%s: numbers the same event (seq %d) as position %d", position, stream,
-						r.Seq, r.FirstPosition)})
+			if r.FirstPosition != 0 {
+				v.add(finding{Kind: findingLoggedTwice, GlobalPosition: position, StreamID: r.StreamID,
+					StreamVersion: r.FirstVersion, FromPosition: r.FirstPosition,
+					Message: fmt.Sprintf("%s: numbers version %d, which the stream's run before it numbers at position %d",
+						run, r.FirstVersion, r.FirstPosition)})
 			}
 		}
-		last := rows[len(rows)-1].GlobalPosition
+		end := rows[len(rows)-1]
+		last := end.GlobalPosition + end.EventCount - 1
 		v.report.Positions += min(last, v.report.Head) - after
 		after = last
 		p.update(after)

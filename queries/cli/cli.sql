@@ -7,7 +7,7 @@
 -- name: SequencerBacklog :one
 -- Events committed but not yet numbered: those whose writers the last
 -- sweep's snapshot did not see (found as sequence_events finds them) and
--- that have no log row; how many, and when the oldest was recorded (now,
+-- that no run of the log holds; how many, and when the oldest was recorded (now,
 -- the database's clock, when there are none). Reads sequencer_sweeps, which
 -- only the owner may.
 WITH last_sweep AS (
@@ -16,11 +16,11 @@ WITH last_sweep AS (
     ORDER BY s.sweep DESC
     LIMIT 1
 ), fresh AS (
-    SELECT e.seq, e.recorded_at
+    SELECT e.stream_id, e.stream_version, e.recorded_at
     FROM /* TEMPLATE: schema */events AS e, last_sweep
     WHERE e.xid >= last_sweep.xmax
     UNION ALL
-    SELECT e.seq, e.recorded_at
+    SELECT e.stream_id, e.stream_version, e.recorded_at
     FROM /* TEMPLATE: schema */events AS e, last_sweep
     WHERE e.xid = ANY (last_sweep.xip)
 )
@@ -28,7 +28,12 @@ SELECT count(*)::bigint AS events,
        coalesce(min(fresh.recorded_at), now())::timestamptz AS oldest_recorded_at,
        now()::timestamptz AS now
 FROM fresh
-WHERE (SELECT l.seq FROM /* TEMPLATE: schema */event_log AS l WHERE l.seq = fresh.seq) IS NULL;
+-- No run of the log holds it: its stream's last run starting at or before
+-- its version ends before it.
+WHERE coalesce((SELECT l.first_version + l.event_count FROM /* TEMPLATE: schema */event_log AS l
+                      WHERE l.stream_id = fresh.stream_id AND l.first_version <= fresh.stream_version
+                      ORDER BY l.first_version DESC
+                      LIMIT 1), 0) <= fresh.stream_version;
 
 -- name: StreamList :many
 -- Up to max_streams streams after after_stream_id, in stream id order,
@@ -71,7 +76,10 @@ SELECT s.stream_id, count(*)::bigint AS events,
 FROM (
     SELECT e.stream_id, e.stream_version,
            (e.recorded_at < coalesce(sqlc.narg('now')::timestamptz, now()) - sqlc.arg(max_age_ms)::bigint * interval '1 millisecond'
-            AND (SELECT l.seq FROM /* TEMPLATE: schema */event_log AS l WHERE l.seq = e.seq) IS NULL) AS unsequenced
+            AND coalesce((SELECT l.first_version + l.event_count FROM /* TEMPLATE: schema */event_log AS l
+                          WHERE l.stream_id = e.stream_id AND l.first_version <= e.stream_version
+                          ORDER BY l.first_version DESC
+                          LIMIT 1), 0) <= e.stream_version) AS unsequenced
     FROM /* TEMPLATE: schema */events AS e
     WHERE e.stream_id > @after_stream_id::text
 ) AS s
@@ -90,7 +98,10 @@ FROM (
            lag(e.stream_version, 1, 0::bigint) OVER (ORDER BY e.stream_version, e.seq)::bigint AS previous_version,
            e.seq, e.recorded_at,
            (e.recorded_at < coalesce(sqlc.narg('now')::timestamptz, now()) - sqlc.arg(max_age_ms)::bigint * interval '1 millisecond'
-            AND (SELECT l.seq FROM /* TEMPLATE: schema */event_log AS l WHERE l.seq = e.seq) IS NULL)::boolean AS unsequenced
+            AND coalesce((SELECT l.first_version + l.event_count FROM /* TEMPLATE: schema */event_log AS l
+                          WHERE l.stream_id = e.stream_id AND l.first_version <= e.stream_version
+                          ORDER BY l.first_version DESC
+                          LIMIT 1), 0) <= e.stream_version)::boolean AS unsequenced
     FROM /* TEMPLATE: schema */events AS e
     WHERE e.stream_id = @stream_id::text
 ) AS s
@@ -99,52 +110,62 @@ ORDER BY s.stream_version, s.seq
 LIMIT @max_rows;
 
 -- name: VerifyLogPage :many
--- One page of `mire verify`'s log check: up to max_rows log rows after
--- after_position, in position order, each joined to its event as reads
--- join them (on xid and seq). Returns the rows that break a rule (a
--- position that does not follow the one before, previous_position being
--- after_position for the first; no event; another category or bucket than
--- the event's; an event numbered by more than one row, first_position being
--- the lowest of them), and always the page's last row, where the next page
--- starts. The lateral joins with a limit keep each row to index probes: a
--- hash join would scan all of events for every page.
+-- One page of `mire verify`'s log check: up to max_rows runs of the log
+-- after after_position, in position order, each checked against its events.
+-- Returns the runs that break a rule (a run that does not start right after
+-- the one before, whose last position is previous_position, after_position
+-- for the first; a run whose stream lacks some of its versions, events being
+-- how many it has; another category than its events' or another bucket than
+-- its stream id's; a run that numbers events an earlier run of its stream
+-- numbers too, first_position being where that run numbers the first of
+-- them), and always the page's last run, where the next page starts. The
+-- lateral joins keep each run to index probes and one range of its events.
 WITH page AS (
-    SELECT l.global_position, l.seq, l.xid, l.category, l.bucket
+    SELECT l.global_position, l.event_count, l.stream_id, l.first_version, l.category, l.bucket
     FROM /* TEMPLATE: schema */event_log AS l
     WHERE l.global_position > @after_position::bigint
     ORDER BY l.global_position
     LIMIT @max_rows
 ), checked AS (
-    SELECT p.global_position,
-           lag(p.global_position, 1, @after_position::bigint) OVER (ORDER BY p.global_position)::bigint AS previous_position,
-           p.seq, p.category AS log_category, p.bucket AS log_bucket,
-           -- Empty and 0 without an event (has_event false).
-           coalesce(e.stream_id, '')::text AS stream_id, coalesce(e.stream_version, 0)::bigint AS stream_version,
-           e.category AS event_category,
-           (e.stream_id IS NOT NULL)::boolean AS has_event,
-           coalesce(/* TEMPLATE: schema */stream_bucket(e.stream_id), -1)::smallint AS event_bucket,
-           d.log_rows, d.first_position
+    SELECT p.global_position, p.event_count::bigint AS event_count,
+           lag(p.global_position + p.event_count - 1, 1, @after_position::bigint)
+               OVER (ORDER BY p.global_position)::bigint AS previous_position,
+           coalesce(first_event.seq, 0)::bigint AS seq, p.category AS log_category, p.bucket AS log_bucket,
+           p.stream_id, p.first_version, first_event.category AS event_category,
+           stored.events,
+           /* TEMPLATE: schema */stream_bucket(p.stream_id) AS event_bucket,
+           coalesce(earlier.global_position + (p.first_version - earlier.first_version), 0)::bigint AS first_position
     FROM page AS p
-    LEFT JOIN LATERAL (
-        SELECT ev.stream_id, ev.stream_version, ev.category
-        FROM /* TEMPLATE: schema */events AS ev
-        WHERE ev.xid = p.xid AND ev.seq = p.seq
-        LIMIT 1
-    ) AS e ON true
     CROSS JOIN LATERAL (
-        SELECT count(*)::bigint AS log_rows, min(o.global_position)::bigint AS first_position
+        SELECT count(*)::bigint AS events
+        FROM /* TEMPLATE: schema */events AS ev
+        WHERE ev.stream_id = p.stream_id
+          AND ev.stream_version >= p.first_version AND ev.stream_version < p.first_version + p.event_count
+    ) AS stored
+    LEFT JOIN LATERAL (
+        SELECT ev.seq, ev.category
+        FROM /* TEMPLATE: schema */events AS ev
+        WHERE ev.stream_id = p.stream_id AND ev.stream_version >= p.first_version
+        ORDER BY ev.stream_version
+        LIMIT 1
+    ) AS first_event ON true
+    -- The stream's run before this one, if it reaches into this one.
+    LEFT JOIN LATERAL (
+        SELECT o.global_position, o.first_version, o.event_count
         FROM /* TEMPLATE: schema */event_log AS o
-        WHERE o.seq = p.seq
-    ) AS d
+        WHERE o.stream_id = p.stream_id AND o.first_version < p.first_version
+        ORDER BY o.first_version DESC
+        LIMIT 1
+    ) AS earlier ON earlier.first_version + earlier.event_count > p.first_version
 )
-SELECT c.global_position, c.previous_position, c.seq, c.log_category, c.log_bucket,
-       c.stream_id, c.stream_version, c.event_category, c.has_event, c.event_bucket, c.log_rows, c.first_position
+SELECT c.global_position, c.event_count, c.previous_position, c.seq, c.log_category, c.log_bucket,
+       c.stream_id, c.first_version, c.event_category, c.events, c.event_bucket, c.first_position
 FROM checked AS c
 WHERE c.global_position <> c.previous_position + 1
-   OR NOT c.has_event
+   OR c.events <> c.event_count
    OR c.event_category IS DISTINCT FROM c.log_category
    OR c.event_bucket <> c.log_bucket
-   OR c.log_rows > 1
+   OR c.first_position <> 0
    OR c.global_position = (SELECT max(p.global_position) FROM page AS p)
 ORDER BY c.global_position;
 

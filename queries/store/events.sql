@@ -267,7 +267,7 @@ FROM /* TEMPLATE: schema */append_refusal(sqlc.arg(stream_id)::text, sqlc.arg(ev
 -- and are left out of the comparison: a retry under another trace is still
 -- a retry.
 SELECT sqlc.embed(stored),
-       log.global_position,
+       coalesce(log.global_position, 0)::bigint AS global_position,
        (stored.event_type = (@event_types::text[])[batch.n]
         AND stored.data = (@data::jsonb[])[batch.n]
         AND nullif(stored.headers - @trace_headers::text[], '{}'::jsonb) IS NOT DISTINCT FROM
@@ -279,7 +279,16 @@ SELECT sqlc.embed(stored),
        )::boolean AS same_content
 FROM generate_series(1, cardinality(@event_ids::uuid[])) AS batch(n)
 JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = (@event_ids::uuid[])[batch.n]
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = stored.seq
+LEFT JOIN LATERAL (
+    -- As in EventReadStreamForward.
+    SELECT (run.global_position + (stored.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = stored.stream_id AND candidate.first_version <= stored.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE stored.stream_version < run.first_version + run.event_count
+) AS log ON true
 ORDER BY batch.n;
 
 -- name: StreamVersion :one
@@ -314,7 +323,18 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
 FROM /* TEMPLATE: schema */events
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+LEFT JOIN LATERAL (
+    -- The run holding the event is its stream's last one starting at or
+    -- before its version, if that run reaches it: a probe of the log's
+    -- stream index, from the index alone.
+    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE events.stream_version < run.first_version + run.event_count
+) AS log ON true
 WHERE events.stream_id = @stream_id::text
   AND events.stream_version >= @from_version::bigint
   AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
@@ -347,7 +367,18 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
 FROM /* TEMPLATE: schema */events
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+LEFT JOIN LATERAL (
+    -- The run holding the event is its stream's last one starting at or
+    -- before its version, if that run reaches it: a probe of the log's
+    -- stream index, from the index alone.
+    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE events.stream_version < run.first_version + run.event_count
+) AS log ON true
 WHERE events.stream_id = @stream_id::text
   AND events.stream_version <= @from_version::bigint
   AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
@@ -376,5 +407,9 @@ SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned;
 
 -- name: EventHead :one
 -- The highest assigned global position, 0 for an empty log.
-SELECT coalesce(max(global_position), 0)::bigint AS head
-FROM /* TEMPLATE: schema */event_log;
+-- The log's last run ends there.
+SELECT coalesce((
+    SELECT global_position + event_count - 1 FROM /* TEMPLATE: schema */event_log
+    ORDER BY global_position DESC
+    LIMIT 1
+), 0)::bigint AS head;

@@ -634,7 +634,7 @@ func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventApp
 
 const eventFindByIDs = `-- name: EventFindByIDs :many
 SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid,
-       log.global_position,
+       coalesce(log.global_position, 0)::bigint AS global_position,
        (stored.event_type = ($1::text[])[batch.n]
         AND stored.data = ($2::jsonb[])[batch.n]
         AND nullif(stored.headers - $3::text[], '{}'::jsonb) IS NOT DISTINCT FROM
@@ -646,7 +646,16 @@ SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, sto
        )::boolean AS same_content
 FROM generate_series(1, cardinality($7::uuid[])) AS batch(n)
 JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = ($7::uuid[])[batch.n]
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = stored.seq
+LEFT JOIN LATERAL (
+    -- As in EventReadStreamForward.
+    SELECT (run.global_position + (stored.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = stored.stream_id AND candidate.first_version <= stored.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE stored.stream_version < run.first_version + run.event_count
+) AS log ON true
 ORDER BY batch.n
 `
 
@@ -662,7 +671,7 @@ type EventFindByIDsParams struct {
 
 type EventFindByIDsRow struct {
 	Event          Event
-	GlobalPosition *int64
+	GlobalPosition int64
 	SameContent    bool
 }
 
@@ -717,11 +726,15 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 }
 
 const eventHead = `-- name: EventHead :one
-SELECT coalesce(max(global_position), 0)::bigint AS head
-FROM /* TEMPLATE: schema */event_log
+SELECT coalesce((
+    SELECT global_position + event_count - 1 FROM /* TEMPLATE: schema */event_log
+    ORDER BY global_position DESC
+    LIMIT 1
+), 0)::bigint AS head
 `
 
 // The highest assigned global position, 0 for an empty log.
+// The log's last run ends there.
 func (q *Queries) EventHead(ctx context.Context, db DBTX) (int64, error) {
 	row := db.QueryRow(ctx, eventHead)
 	var head int64
@@ -1015,7 +1028,18 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
 FROM /* TEMPLATE: schema */events
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+LEFT JOIN LATERAL (
+    -- The run holding the event is its stream's last one starting at or
+    -- before its version, if that run reaches it: a probe of the log's
+    -- stream index, from the index alone.
+    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE events.stream_version < run.first_version + run.event_count
+) AS log ON true
 WHERE events.stream_id = $1::text
   AND events.stream_version <= $2::bigint
   AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
@@ -1087,7 +1111,18 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
 FROM /* TEMPLATE: schema */events
-LEFT JOIN /* TEMPLATE: schema */event_log AS log ON log.seq = events.seq
+LEFT JOIN LATERAL (
+    -- The run holding the event is its stream's last one starting at or
+    -- before its version, if that run reaches it: a probe of the log's
+    -- stream index, from the index alone.
+    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
+    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
+          FROM /* TEMPLATE: schema */event_log AS candidate
+          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
+          ORDER BY candidate.first_version DESC
+          LIMIT 1) AS run
+    WHERE events.stream_version < run.first_version + run.event_count
+) AS log ON true
 WHERE events.stream_id = $1::text
   AND events.stream_version >= $2::bigint
   AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))

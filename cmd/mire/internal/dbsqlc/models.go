@@ -25,8 +25,9 @@ type Event struct {
 
 type EventLog struct {
 	GlobalPosition int64
-	Seq            int64
-	Xid            uint64
+	EventCount     int32
+	StreamID       string
+	FirstVersion   int64
 	Category       *string
 	Bucket         int16
 }

@@ -1,0 +1,212 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/integration/pgenv"
+	"github.com/mire-go/mire/store"
+)
+
+// logRuns is the log's rows: one per run, a stream's events that one
+// transaction appended one after another.
+func logRuns(t *testing.T, es *store.EventStore) []string {
+	t.Helper()
+	rows, err := pgenv.Pool(t).Query(context.Background(), fmt.Sprintf(
+		"SELECT format('%%s %%s v%%s+%%s', global_position, stream_id, first_version, event_count) FROM %s ORDER BY global_position",
+		storeTable(es, "event_log")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	for rows.Next() {
+		var run string
+		if err := rows.Scan(&run); err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, run)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return runs
+}
+
+func deposits(n int) []core.Event {
+	events := make([]core.Event, n)
+	for i := range events {
+		events[i] = core.NewEvent(Deposited{Amount: int64(i + 1)})
+	}
+	return events
+}
+
+// The sequencer numbers runs: a batch is one log row, a transaction's
+// events keep the order they were appended in (a run ends where the stream
+// changes), and every read, from any position and in either direction,
+// returns each event at its own position.
+func TestLogRunsKeepAppendOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+
+	if _, err := es.Append(ctx, "account-a", core.NoStream, deposits(4)...); err != nil {
+		t.Fatal(err)
+	}
+	// One transaction: a, b, a (two statements to a in a row make one run).
+	err := es.InScope(ctx, func(sc *store.Scope) error {
+		for _, step := range []struct {
+			stream string
+			n      int
+		}{{"account-b", 2}, {"account-a", 1}, {"account-a", 2}, {"account-b", 1}, {"other-c", 1}} {
+			if _, err := sc.Append(ctx, step.stream, core.Any, deposits(step.n)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantRuns := []string{"1 account-a v1+4", "5 account-b v1+2", "7 account-a v5+3", "10 account-b v3+1", "11 other-c v1+1"}
+	if diff := cmp.Diff(wantRuns, logRuns(t, es)); diff != "" {
+		t.Fatalf("runs (-want +got):\n%s", diff)
+	}
+	wantLog := []positionedEvent{
+		{1, "account-a", 1}, {2, "account-a", 2}, {3, "account-a", 3}, {4, "account-a", 4},
+		{5, "account-b", 1}, {6, "account-b", 2},
+		{7, "account-a", 5}, {8, "account-a", 6}, {9, "account-a", 7},
+		{10, "account-b", 3}, {11, "other-c", 1},
+	}
+	if diff := cmp.Diff(wantLog, readWholeLog(t, es)); diff != "" {
+		t.Fatalf("log (-want +got):\n%s", diff)
+	}
+	positionOf := map[string]int64{}
+	for _, e := range wantLog {
+		positionOf[fmt.Sprintf("%s/%d", e.Stream, e.Version)] = e.Position
+	}
+
+	read := func(q core.StreamQuery) []positionedEvent {
+		t.Helper()
+		events, err := es.ReadEvents(ctx, q)
+		if err != nil {
+			t.Fatalf("%+v: %v", q, err)
+		}
+		var got []positionedEvent
+		for _, e := range events {
+			got = append(got, positionedEvent{e.GlobalPosition, e.StreamID, e.StreamVersion})
+		}
+		return got
+	}
+	// Every start, inside runs and on their edges, both ways, with limits.
+	for from := int64(0); from <= 12; from++ {
+		for _, limit := range []int{0, 1, 2, 5} {
+			var want []positionedEvent
+			for _, e := range wantLog {
+				if e.Position >= from && (limit == 0 || len(want) < limit) {
+					want = append(want, e)
+				}
+			}
+			q := core.ReadAll()
+			q.FromPosition, q.Limit = from, limit
+			if diff := cmp.Diff(want, read(q)); diff != "" {
+				t.Errorf("forward from %d, limit %d (-want +got):\n%s", from, limit, diff)
+			}
+
+			want = nil
+			for i := len(wantLog) - 1; i >= 0; i-- {
+				// Backward from 0 is from the head.
+				if e := wantLog[i]; (from == 0 || e.Position <= from) && (limit == 0 || len(want) < limit) {
+					want = append(want, e)
+				}
+			}
+			q.Direction = core.Backward
+			if diff := cmp.Diff(want, read(q)); diff != "" {
+				t.Errorf("backward from %d, limit %d (-want +got):\n%s", from, limit, diff)
+			}
+
+			want = nil
+			for _, e := range wantLog {
+				if e.Stream != "other-c" && e.Position >= from && (limit == 0 || len(want) < limit) {
+					want = append(want, e)
+				}
+			}
+			q = core.ReadCategory("account")
+			q.FromPosition, q.Limit = from, limit
+			if diff := cmp.Diff(want, read(q)); diff != "" {
+				t.Errorf("category forward from %d, limit %d (-want +got):\n%s", from, limit, diff)
+			}
+		}
+	}
+	// A stream read finds each event's position in the run that holds it.
+	for _, stream := range []string{"account-a", "account-b"} {
+		for _, direction := range []core.ReadDirection{core.Forward, core.Backward} {
+			q := core.ReadStream(stream)
+			q.Direction = direction
+			if direction == core.Backward {
+				q.FromVersion = 100
+			}
+			for _, e := range read(q) {
+				if want := positionOf[fmt.Sprintf("%s/%d", e.Stream, e.Version)]; e.Position != want {
+					t.Errorf("%s version %d read at position %d, want %d", e.Stream, e.Version, e.Position, want)
+				}
+			}
+		}
+	}
+	// Not yet numbered: position 0, in a stream read, until a sweep.
+	if _, err := es.Append(ctx, "account-a", core.Exact(7), deposits(2)...); err != nil {
+		t.Fatal(err)
+	}
+	q := core.ReadStream("account-a")
+	q.FromVersion = 7
+	if diff := cmp.Diff([]positionedEvent{{9, "account-a", 7}, {0, "account-a", 8}, {0, "account-a", 9}}, read(q)); diff != "" {
+		t.Errorf("stream read before the sweep (-want +got):\n%s", diff)
+	}
+}
+
+// Transactions open at the same time are numbered one after the other, in
+// the order of their last events: a transaction that wrote before and after
+// another committed comes after it, as its later events may depend on it.
+func TestLogRunsOrderConcurrentTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+
+	long, err := es.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := long.Append(ctx, "account-long", core.NoStream, deposits(2)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Append(ctx, "account-short", core.NoStream, deposits(3)...); err != nil {
+		t.Fatal(err)
+	}
+	// The long transaction reads what the short one committed, then writes.
+	if _, err := long.Append(ctx, "account-long", core.Exact(2), deposits(1)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := long.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []positionedEvent{
+		{1, "account-short", 1}, {2, "account-short", 2}, {3, "account-short", 3},
+		{4, "account-long", 1}, {5, "account-long", 2}, {6, "account-long", 3},
+	}
+	if diff := cmp.Diff(want, readWholeLog(t, es)); diff != "" {
+		t.Fatalf("log (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"1 account-short v1+3", "4 account-long v1+3"}, logRuns(t, es)); diff != "" {
+		t.Fatalf("runs (-want +got):\n%s", diff)
+	}
+}
