@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -278,6 +279,61 @@ func TestRuntimeRoleCannotRewriteHistory(t *testing.T) {
 	}
 	_, err := es.Append(ctx, "account-1", core.Exact(1), core.NewEvent(Deposited{Amount: 1}))
 	assertDbKind(t, err, core.DBPermissionDenied)
+}
+
+// run_start, which appends set so that a batch is one run of the log, is
+// the runtime role's to write: whatever it writes there, every event it
+// appends is numbered once, gapless, in its stream's order. A forged value
+// can only cut runs shorter.
+func TestRuntimeRoleRunStartCannotHideEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, es, _, pool := runtimeStore(t, 2)
+	// A real batch as the runtime role: run_start is granted.
+	if _, err := es.Append(ctx, "account-1", core.NoStream, deposits(3)...); err != nil {
+		t.Fatal(err)
+	}
+	schema := pgx.Identifier{owner.Schema()}.Sanitize()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	for _, forged := range []struct {
+		stream   string
+		version  int64
+		runStart string
+	}{
+		{"account-1", 4, "1"}, // claims the first batch's run
+		{"account-1", 5, "1"},
+		{"account-1", 6, "100"}, // a run that does not exist
+		{"account-2", 1, "-5"},
+		{"account-1", 7, "NULL"},
+		{"account-2", 2, "-5"}, // same claim, other stream in between
+	} {
+		sql := fmt.Sprintf(`INSERT INTO %s.events (stream_id, stream_version, event_id, event_type, data, run_start)
+			VALUES ('%s', %d, gen_random_uuid(), 'account.deposited', '{"amount": 1}', %s)`,
+			schema, forged.stream, forged.version, forged.runStart)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries := readWholeLog(t, owner)
+	assertGapless(t, entries)
+	want := []positionedEvent{
+		{1, "account-1", 1}, {2, "account-1", 2}, {3, "account-1", 3},
+		{4, "account-1", 4}, {5, "account-1", 5}, {6, "account-1", 6}, {7, "account-2", 1},
+		{8, "account-1", 7}, {9, "account-2", 2},
+	}
+	if diff := cmp.Diff(want, entries); diff != "" {
+		t.Fatalf("log (-want +got):\n%s", diff)
+	}
 }
 
 // A batch appended in a caller's transaction that runs into a concurrent

@@ -101,6 +101,7 @@ var migrationEffects = map[int][]catalogObject{
 	},
 	9: {
 		{catalogColumn, "event_log.event_count", true},
+		{catalogColumn, "events.run_start", true},
 		{catalogRelation, "event_log_stream_version_key", true},
 		{catalogColumn, "event_log.seq", false},
 		{catalogRelation, "event_log_seq_position_key", false},

@@ -130,7 +130,7 @@ LEFT JOIN why ON true;
 -- store runs it under a savepoint and rolls such a partial batch back, and
 -- on the pool it uses EventAppendAtomic instead.
 INSERT INTO /* TEMPLATE: schema */events
-    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, run_start)
 SELECT @stream_id::text,
        head.version + batch.n,
        sqlc.narg(category)::text,
@@ -139,7 +139,10 @@ SELECT @stream_id::text,
        batch.data,
        batch.headers,
        nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       -- The batch's first version, on each of its events: the log numbers
+       -- the batch as one run starting there (see event_log).
+       head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
@@ -167,7 +170,7 @@ RETURNING stream_version, recorded_at;
 -- Returns one row, not one per event: the first version and how many.
 WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
-    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, run_start)
 SELECT @stream_id::text,
        head.version + batch.n,
        sqlc.narg(category)::text,
@@ -176,7 +179,10 @@ SELECT @stream_id::text,
        batch.data,
        batch.headers,
        nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       -- The batch's first version, on each of its events: the log numbers
+       -- the batch as one run starting there (see event_log).
+       head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
@@ -282,12 +288,9 @@ JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = (@event_ids::uu
 LEFT JOIN LATERAL (
     -- As in EventReadStreamForward.
     SELECT (run.global_position + (stored.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = stored.stream_id AND candidate.first_version <= stored.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE stored.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = stored.stream_id AND run.first_version = coalesce(stored.run_start, stored.stream_version)
+      AND stored.stream_version < run.first_version + run.event_count
 ) AS log ON true
 ORDER BY batch.n;
 
@@ -322,24 +325,25 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM /* TEMPLATE: schema */events
+-- The page is cut first, so that only its events look for their positions.
+FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+      FROM /* TEMPLATE: schema */events AS page
+      WHERE page.stream_id = @stream_id::text
+        AND page.stream_version >= @from_version::bigint
+        AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR page.event_type = ANY(@event_types::text[]))
+      ORDER BY page.stream_version
+      LIMIT @max_events::integer) AS events
 LEFT JOIN LATERAL (
-    -- The run holding the event is its stream's last one starting at or
-    -- before its version, if that run reaches it: a probe of the log's
+    -- The run holding the event starts at its batch's first version (an
+    -- event appended alone starts its own run): one probe of the log's
     -- stream index, from the index alone.
     SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE events.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+      AND events.stream_version < run.first_version + run.event_count
 ) AS log ON true
-WHERE events.stream_id = @stream_id::text
-  AND events.stream_version >= @from_version::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY events.stream_version
-LIMIT @max_events::integer;
+ORDER BY events.stream_version;
 
 -- name: EventLoadStream :many
 -- One page of a stream for loading an aggregate: only what replaying needs
@@ -366,24 +370,25 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM /* TEMPLATE: schema */events
+-- The page is cut first, so that only its events look for their positions.
+FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+      FROM /* TEMPLATE: schema */events AS page
+      WHERE page.stream_id = @stream_id::text
+        AND page.stream_version <= @from_version::bigint
+        AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR page.event_type = ANY(@event_types::text[]))
+      ORDER BY page.stream_version DESC
+      LIMIT @max_events::integer) AS events
 LEFT JOIN LATERAL (
-    -- The run holding the event is its stream's last one starting at or
-    -- before its version, if that run reaches it: a probe of the log's
+    -- The run holding the event starts at its batch's first version (an
+    -- event appended alone starts its own run): one probe of the log's
     -- stream index, from the index alone.
     SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE events.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+      AND events.stream_version < run.first_version + run.event_count
 ) AS log ON true
-WHERE events.stream_id = @stream_id::text
-  AND events.stream_version <= @from_version::bigint
-  AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR events.event_type = ANY(@event_types::text[]))
-ORDER BY events.stream_version DESC
-LIMIT @max_events::integer;
+ORDER BY events.stream_version DESC;
 
 -- Whole-log and category pages come from functions whose settings pin the
 -- index-driven plan (see schema/migrations/000005_read_plans.up.sql).

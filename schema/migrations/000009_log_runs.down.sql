@@ -258,6 +258,42 @@ REVOKE EXECUTE ON FUNCTION read_category_backward(text, bigint, text[], integer,
 
 DROP FUNCTION log_runs(logged_event[]);
 DROP TYPE logged_event;
+ALTER TABLE events DROP COLUMN run_start;
+
+CREATE OR REPLACE FUNCTION grant_runtime(runtime regrole) RETURNS void
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    schema_name name := current_schema();
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', schema_name, runtime);
+    EXECUTE format('GRANT SELECT ON %I.events, %I.event_log, %I.snapshots, %I.schema_migrations, %I.positioned_events TO %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+    -- The columns an append sets; seq, xid and recorded_at take their
+    -- defaults, which the sequencer relies on.
+    EXECUTE format('GRANT INSERT (stream_id, stream_version, category, event_id, event_type, data, headers,'
+                   ' correlation_id, causation_id) ON %I.events TO %s', schema_name, runtime);
+    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', pg_get_serial_sequence(format('%I.events', schema_name), 'seq'), runtime);
+    -- Snapshots are a cache of state, not history: the latest replaces the last.
+    EXECUTE format('GRANT INSERT (stream_id, stream_version, schema_version, state),'
+                   ' UPDATE (stream_version, schema_version, state, taken_at) ON %I.snapshots TO %s',
+                   schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.subscriptions TO %s', schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.subscription_workers, %I.parked_streams TO %s',
+                   schema_name, schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT ON %I.skipped_events TO %s', schema_name, runtime);
+    -- An index of the journals, which hold the history.
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.saga_instances TO %s', schema_name, runtime);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.sequence_events(), %I.events_stored(uuid[]), %I.append_refusal(text, uuid[]),'
+                   ' %I.read_log_forward(bigint, text[], integer, integer, integer),'
+                   ' %I.read_log_backward(bigint, text[], integer, integer, integer),'
+                   ' %I.read_category_forward(text, bigint, text[], integer, integer, integer),'
+                   ' %I.read_category_backward(text, bigint, text[], integer, integer, integer) TO %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+    INSERT INTO runtime_roles (role_name) VALUES (runtime::text::name) ON CONFLICT DO NOTHING;
+END;
+$$;
+
 
 DO $$
 DECLARE
@@ -267,7 +303,8 @@ BEGIN
                               'read_log_forward(bigint, text[], integer, integer, integer)',
                               'read_log_backward(bigint, text[], integer, integer, integer)',
                               'read_category_forward(text, bigint, text[], integer, integer, integer)',
-                              'read_category_backward(text, bigint, text[], integer, integer, integer)'] LOOP
+                              'read_category_backward(text, bigint, text[], integer, integer, integer)',
+                              'grant_runtime(regrole)'] LOOP
         EXECUTE format('ALTER FUNCTION %I.%s SET search_path = %I, pg_temp', current_schema(), fn, current_schema());
     END LOOP;
 END;

@@ -5,15 +5,18 @@
 -- seq, xid, category and bucket) and an entry in three indexes for it. On
 -- 100-event appends that was a quarter of the append's cost.
 --
--- After: one row per run, a stream's events that one transaction appended
--- one after another: the position of its first event, how many there are,
--- the stream and its first version. The run's events are that stream's
+-- After: one row per run, a stream's events that one append (one batch)
+-- wrote: the position of its first event, how many there are, the stream
+-- and its first version, which each event of the batch also carries
+-- (events.run_start). The run's events are that stream's
 -- versions first_version .. first_version + event_count - 1, at consecutive
 -- positions, so an event's position is its run's plus its distance from the
 -- run's first version. Reads join runs to events on the (stream_id,
 -- stream_version) index every event has anyway: a whole-log or category
 -- page walks the log's index in position order and reads each run's events
--- as one range. An append of 100 events costs the sequencer one row.
+-- as one range, and a stream read finds each event's run with one equality
+-- probe on (stream_id, run_start). An append of 100 events costs the
+-- sequencer one row.
 --
 -- Order. A sweep used to number the events committed since the last one in
 -- seq order. It now keeps each transaction's events together: transactions
@@ -36,6 +39,47 @@
 -- numbered need nothing: the next sweep finds them as it always would
 -- (they are newer than its stored snapshot) and numbers them as runs.
 SELECT pg_advisory_xact_lock(1296385, 'events'::regclass::oid::integer);
+
+-- The first version of the batch an event was appended in (NULL for an
+-- event appended alone, as before this migration): events of one batch are
+-- one run, and a stream read finds an event's run with one equality probe.
+-- Added without a default, so existing rows are not rewritten.
+ALTER TABLE events ADD COLUMN run_start bigint;
+
+-- grant_runtime lets appends set it.
+CREATE OR REPLACE FUNCTION grant_runtime(runtime regrole) RETURNS void
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    schema_name name := current_schema();
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', schema_name, runtime);
+    EXECUTE format('GRANT SELECT ON %I.events, %I.event_log, %I.snapshots, %I.schema_migrations, %I.positioned_events TO %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+    -- The columns an append sets; seq, xid and recorded_at take their
+    -- defaults, which the sequencer relies on. run_start only shapes runs.
+    EXECUTE format('GRANT INSERT (stream_id, stream_version, category, event_id, event_type, data, headers,'
+                   ' correlation_id, causation_id, run_start) ON %I.events TO %s', schema_name, runtime);
+    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', pg_get_serial_sequence(format('%I.events', schema_name), 'seq'), runtime);
+    -- Snapshots are a cache of state, not history: the latest replaces the last.
+    EXECUTE format('GRANT INSERT (stream_id, stream_version, schema_version, state),'
+                   ' UPDATE (stream_version, schema_version, state, taken_at) ON %I.snapshots TO %s',
+                   schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.subscriptions TO %s', schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.subscription_workers, %I.parked_streams TO %s',
+                   schema_name, schema_name, runtime);
+    EXECUTE format('GRANT SELECT, INSERT ON %I.skipped_events TO %s', schema_name, runtime);
+    -- An index of the journals, which hold the history.
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.saga_instances TO %s', schema_name, runtime);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.sequence_events(), %I.events_stored(uuid[]), %I.append_refusal(text, uuid[]),'
+                   ' %I.read_log_forward(bigint, text[], integer, integer, integer),'
+                   ' %I.read_log_backward(bigint, text[], integer, integer, integer),'
+                   ' %I.read_category_forward(text, bigint, text[], integer, integer, integer),'
+                   ' %I.read_category_backward(text, bigint, text[], integer, integer, integer) TO %s',
+                   schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
+    INSERT INTO runtime_roles (role_name) VALUES (runtime::text::name) ON CONFLICT DO NOTHING;
+END;
+$$;
 
 -- The read functions return rows of positioned_events, which reads event_log.
 DROP FUNCTION read_log_forward(bigint, text[], integer, integer, integer);
@@ -90,12 +134,16 @@ CREATE TYPE logged_event AS (
     xid xid8,
     stream_id text COLLATE "C",
     stream_version bigint,
+    run_start bigint,
     category text COLLATE "C"
 );
 
 -- log_runs cuts committed events into the runs the log numbers: each
--- transaction's events in seq order, a new run wherever the stream changes
--- or its version does not follow on. Each run comes with the seq of its
+-- transaction's events in seq order, a new run wherever the stream changes,
+-- its version does not follow on, or a new batch starts (run_start, the
+-- batch's first version; an event appended alone starts its own run). A
+-- run's first version is its first event's, whatever run_start says: a
+-- wrong run_start (the runtime role writes it) can only cut runs shorter. Each run comes with the seq of its
 -- first event and of its transaction's last: numbering runs in the order
 -- (transaction_last_seq, first_seq) keeps transactions together, each in
 -- the order it appended (see the top of this file).
@@ -111,6 +159,8 @@ AS $$
                max(e.seq) OVER (PARTITION BY e.xid) AS transaction_last_seq,
                CASE WHEN lag(e.stream_id) OVER in_transaction = e.stream_id
                          AND lag(e.stream_version) OVER in_transaction = e.stream_version - 1
+                         AND lag(coalesce(e.run_start, e.stream_version)) OVER in_transaction
+                             = coalesce(e.run_start, e.stream_version)
                     THEN 0 ELSE 1 END AS starts_run
         FROM unnest(fresh) AS e
         WINDOW in_transaction AS (PARTITION BY e.xid ORDER BY e.seq)
@@ -124,10 +174,9 @@ AS $$
 $$;
 
 -- sequence_events, as in migration 6, numbering runs. fresh is what it
--- always was: the events committed since the last sweep. Each becomes part
--- of a run (a new run wherever its transaction's previous event, in seq
--- order, was of another stream or the stream's version does not follow on),
--- and runs are numbered after the head in the order described at the top.
+-- always was: the events committed since the last sweep. log_runs cuts
+-- them into runs, numbered after the head in the order described at the
+-- top.
 CREATE OR REPLACE FUNCTION sequence_events() RETURNS bigint
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -175,16 +224,16 @@ BEGIN
         assigned := restore_sequencer(seen_sweep, this_cluster);
     ELSE
         WITH fresh AS (
-            SELECT seq, xid, stream_id, stream_version, category FROM events WHERE xid >= seen_xmax
+            SELECT seq, xid, stream_id, stream_version, run_start, category FROM events WHERE xid >= seen_xmax
             UNION ALL
-            SELECT seq, xid, stream_id, stream_version, category FROM events WHERE xid = ANY (seen_xip)
+            SELECT seq, xid, stream_id, stream_version, run_start, category FROM events WHERE xid = ANY (seen_xip)
         ), numbered AS (
             INSERT INTO event_log (global_position, event_count, stream_id, first_version, category, bucket)
             SELECT head.position
                        + sum(runs.event_count) OVER (ORDER BY runs.transaction_last_seq, runs.first_seq)
                        - runs.event_count + 1,
                    runs.event_count, runs.stream_id, runs.first_version, runs.category, stream_bucket(runs.stream_id)
-            FROM log_runs(ARRAY(SELECT ROW(seq, xid, stream_id, stream_version, category)::logged_event FROM fresh))
+            FROM log_runs(ARRAY(SELECT ROW(seq, xid, stream_id, stream_version, run_start, category)::logged_event FROM fresh))
                 AS runs
             CROSS JOIN (SELECT coalesce((SELECT global_position + event_count - 1 FROM event_log
                                          ORDER BY global_position DESC LIMIT 1), 0) AS position) AS head
@@ -230,7 +279,7 @@ BEGIN
     WHERE xid >= pg_snapshot_xmin(pg_current_snapshot());
 
     WITH fresh AS (
-        SELECT e.seq, e.xid, e.stream_id, e.stream_version, e.category FROM events AS e
+        SELECT e.seq, e.xid, e.stream_id, e.stream_version, e.run_start, e.category FROM events AS e
         -- The run that would hold the event is the stream's last one
         -- starting at or before its version: one index probe per event.
         WHERE coalesce((SELECT l.first_version + l.event_count FROM event_log AS l
@@ -243,7 +292,7 @@ BEGIN
                    + sum(runs.event_count) OVER (ORDER BY runs.transaction_last_seq, runs.first_seq)
                    - runs.event_count + 1,
                runs.event_count, runs.stream_id, runs.first_version, runs.category, stream_bucket(runs.stream_id)
-        FROM log_runs(ARRAY(SELECT ROW(seq, xid, stream_id, stream_version, category)::logged_event FROM fresh))
+        FROM log_runs(ARRAY(SELECT ROW(seq, xid, stream_id, stream_version, run_start, category)::logged_event FROM fresh))
             AS runs
         CROSS JOIN (SELECT coalesce((SELECT global_position + event_count - 1 FROM event_log
                                      ORDER BY global_position DESC LIMIT 1), 0) AS position) AS head
@@ -394,6 +443,7 @@ DECLARE
     fn text;
 BEGIN
     FOREACH fn IN ARRAY ARRAY['sequence_events()', 'restore_sequencer(bigint, bigint)', 'log_runs(logged_event[])',
+                              'grant_runtime(regrole)',
                               'read_log_forward(bigint, text[], integer, integer, integer)',
                               'read_log_backward(bigint, text[], integer, integer, integer)',
                               'read_category_forward(text, bigint, text[], integer, integer, integer)',

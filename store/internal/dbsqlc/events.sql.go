@@ -12,7 +12,7 @@ import (
 
 const eventAppend = `-- name: EventAppend :many
 INSERT INTO /* TEMPLATE: schema */events
-    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, run_start)
 SELECT $1::text,
        head.version + batch.n,
        $2::text,
@@ -21,7 +21,10 @@ SELECT $1::text,
        batch.data,
        batch.headers,
        nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       -- The batch's first version, on each of its events: the log numbers
+       -- the batch as one run starting there (see event_log).
+       head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
@@ -104,7 +107,7 @@ func (q *Queries) EventAppend(ctx context.Context, db DBTX, arg *EventAppendPara
 const eventAppendAtomic = `-- name: EventAppendAtomic :one
 WITH appended AS (
 INSERT INTO /* TEMPLATE: schema */events
-    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
+    (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, run_start)
 SELECT $1::text,
        head.version + batch.n,
        $2::text,
@@ -113,7 +116,10 @@ SELECT $1::text,
        batch.data,
        batch.headers,
        nullif(batch.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid),
-       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)
+       nullif(batch.causation_id, '00000000-0000-0000-0000-000000000000'::uuid),
+       -- The batch's first version, on each of its events: the log numbers
+       -- the batch as one run starting there (see event_log).
+       head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
 CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
@@ -633,7 +639,7 @@ func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventApp
 }
 
 const eventFindByIDs = `-- name: EventFindByIDs :many
-SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid,
+SELECT stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid, stored.run_start,
        coalesce(log.global_position, 0)::bigint AS global_position,
        (stored.event_type = ($1::text[])[batch.n]
         AND stored.data = ($2::jsonb[])[batch.n]
@@ -649,12 +655,9 @@ JOIN /* TEMPLATE: schema */events AS stored ON stored.event_id = ($7::uuid[])[ba
 LEFT JOIN LATERAL (
     -- As in EventReadStreamForward.
     SELECT (run.global_position + (stored.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = stored.stream_id AND candidate.first_version <= stored.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE stored.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = stored.stream_id AND run.first_version = coalesce(stored.run_start, stored.stream_version)
+      AND stored.stream_version < run.first_version + run.event_count
 ) AS log ON true
 ORDER BY batch.n
 `
@@ -712,6 +715,7 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 			&i.Event.CausationID,
 			&i.Event.RecordedAt,
 			&i.Event.Xid,
+			&i.Event.RunStart,
 			&i.GlobalPosition,
 			&i.SameContent,
 		); err != nil {
@@ -1027,24 +1031,24 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM /* TEMPLATE: schema */events
+FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+      FROM /* TEMPLATE: schema */events AS page
+      WHERE page.stream_id = $1::text
+        AND page.stream_version <= $2::bigint
+        AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
+      ORDER BY page.stream_version DESC
+      LIMIT $4::integer) AS events
 LEFT JOIN LATERAL (
-    -- The run holding the event is its stream's last one starting at or
-    -- before its version, if that run reaches it: a probe of the log's
+    -- The run holding the event starts at its batch's first version (an
+    -- event appended alone starts its own run): one probe of the log's
     -- stream index, from the index alone.
     SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE events.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+      AND events.stream_version < run.first_version + run.event_count
 ) AS log ON true
-WHERE events.stream_id = $1::text
-  AND events.stream_version <= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
 ORDER BY events.stream_version DESC
-LIMIT $4::integer
 `
 
 type EventReadStreamBackwardParams struct {
@@ -1067,6 +1071,7 @@ type EventReadStreamBackwardRow struct {
 	RecordedAt     time.Time
 }
 
+// The page is cut first, so that only its events look for their positions.
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamBackward,
 		arg.StreamID,
@@ -1110,24 +1115,24 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM /* TEMPLATE: schema */events
+FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+      FROM /* TEMPLATE: schema */events AS page
+      WHERE page.stream_id = $1::text
+        AND page.stream_version >= $2::bigint
+        AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
+      ORDER BY page.stream_version
+      LIMIT $4::integer) AS events
 LEFT JOIN LATERAL (
-    -- The run holding the event is its stream's last one starting at or
-    -- before its version, if that run reaches it: a probe of the log's
+    -- The run holding the event starts at its batch's first version (an
+    -- event appended alone starts its own run): one probe of the log's
     -- stream index, from the index alone.
     SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM (SELECT candidate.global_position, candidate.first_version, candidate.event_count
-          FROM /* TEMPLATE: schema */event_log AS candidate
-          WHERE candidate.stream_id = events.stream_id AND candidate.first_version <= events.stream_version
-          ORDER BY candidate.first_version DESC
-          LIMIT 1) AS run
-    WHERE events.stream_version < run.first_version + run.event_count
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+      AND events.stream_version < run.first_version + run.event_count
 ) AS log ON true
-WHERE events.stream_id = $1::text
-  AND events.stream_version >= $2::bigint
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR events.event_type = ANY($3::text[]))
 ORDER BY events.stream_version
-LIMIT $4::integer
 `
 
 type EventReadStreamForwardParams struct {
@@ -1157,6 +1162,7 @@ type EventReadStreamForwardRow struct {
 // has one (0 for none yet). Only the columns a RecordedEvent holds, none
 // of them NULL: the zero id stands for none, as appends store it, and each
 // row scans without allocating for nullable columns.
+// The page is cut first, so that only its events look for their positions.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,

@@ -21,6 +21,7 @@ type Event struct {
 	CausationID   *[16]byte
 	RecordedAt    time.Time
 	Xid           uint64
+	RunStart      *int64
 }
 
 type EventLog struct {
