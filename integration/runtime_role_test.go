@@ -310,6 +310,9 @@ func TestRuntimeRoleRunStartCannotHideEvents(t *testing.T) {
 		{"account-2", 1, "-5"},
 		{"account-1", 7, "NULL"},
 		{"account-2", 2, "-5"}, // same claim, other stream in between
+		{"account-3", 1, "9"},
+		{"account-3", 2, "50"},
+		{"account-3", 3, "9"}, // a gap in the claimed batch, another inside it
 	} {
 		sql := fmt.Sprintf(`INSERT INTO %s.events (stream_id, stream_version, event_id, event_type, data, run_start)
 			VALUES ('%s', %d, gen_random_uuid(), 'account.deposited', '{"amount": 1}', %s)`,
@@ -329,7 +332,7 @@ func TestRuntimeRoleRunStartCannotHideEvents(t *testing.T) {
 	want := []positionedEvent{
 		{1, "account-1", 1}, {2, "account-1", 2}, {3, "account-1", 3},
 		{4, "account-1", 4}, {5, "account-1", 5}, {6, "account-1", 6}, {7, "account-2", 1},
-		{8, "account-1", 7}, {9, "account-2", 2},
+		{8, "account-1", 7}, {9, "account-2", 2}, {10, "account-3", 1}, {11, "account-3", 2}, {12, "account-3", 3},
 	}
 	if diff := cmp.Diff(want, entries); diff != "" {
 		t.Fatalf("log (-want +got):\n%s", diff)
