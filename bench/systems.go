@@ -312,10 +312,14 @@ func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema st
 	mire := pgx.Identifier{mireSchema}.Sanitize()
 	// The log holds runs: a stream's versions first_version ..
 	// first_version + event_count - 1 at consecutive positions.
+	// The lateral join reads each run's events as one range of the stream
+	// index, whatever the statistics (as a plain join the planner chose
+	// hash joins over all of events in some runs).
 	logRows := `SELECT l.global_position + (e.stream_version - l.first_version), e.stream_id, e.stream_version,
 			e.event_id, e.event_type, e.data, e.headers, e.recorded_at
-			FROM ` + mire + `.event_log AS l JOIN ` + mire + `.events AS e ON e.stream_id = l.stream_id
-			AND e.stream_version >= l.first_version AND e.stream_version < l.first_version + l.event_count `
+			FROM ` + mire + `.event_log AS l CROSS JOIN LATERAL (SELECT * FROM ` + mire + `.events AS e
+			WHERE e.stream_id = l.stream_id AND e.stream_version >= l.first_version
+			AND e.stream_version < l.first_version + l.event_count ORDER BY e.stream_version) AS e `
 	ddl := "CREATE SCHEMA " + quoted + ";" + fmt.Sprintf(rawTable, quoted)
 	if _, err := pool.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return nil, fmt.Errorf("creating the raw baseline in %s: %w", schema, err)
