@@ -108,9 +108,17 @@ func (s *EventStore) replay(ctx context.Context, exec executor, root replayer, a
 	head := int64(unknown)
 	next := after + 1
 	for {
-		toVersion := head
-		if head == unknown {
+		// A page asks for the versions it can hold and no more: versions
+		// are gapless, and a bounded range keeps the statement to one page
+		// of rows whatever plan PostgreSQL picks. With statistics that
+		// predate the stream it sorted every later version of the stream
+		// for each page (a load quadratic in the stream's length).
+		toVersion := next + int64(s.pageSize()) - 1
+		if toVersion < next { // overflow
 			toVersion = math.MaxInt64
+		}
+		if head != unknown {
+			toVersion = min(toVersion, head)
 		}
 		pageHead, page, err := s.loadPage(ctx, exec, streamID, next, toVersion, s.pageSize())
 		if err != nil {
