@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mire-go/mire/core"
@@ -221,5 +222,66 @@ func TestReadByRanges(t *testing.T) {
 			}
 			check(0, 0, keys(1, 95, 35))
 		})
+	}
+}
+
+// A stream page reads the range of versions it can hold, and reads on past
+// it only for what the range lacked: a type filter that leaves the range
+// empty, the stream's end, or versions missing at the range's end (which
+// only a superuser could delete). None of them may cut a read short.
+func TestStreamPagesReadPastTheirRange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry(), ReadPageSize: 10})
+	events := make([]core.Event, 0, 28)
+	for i := range 25 {
+		events = append(events, core.NewEvent(Deposited{Amount: int64(i + 1)}))
+	}
+	for range 3 {
+		events = append(events, core.NewEvent(Withdrawn{Amount: 1}))
+	}
+	if _, err := es.Append(ctx, "account-1", core.NoStream, events...); err != nil {
+		t.Fatal(err)
+	}
+	versions := func(q core.StreamQuery) []int64 {
+		t.Helper()
+		read, err := es.ReadEvents(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, e := range read {
+			got = append(got, e.StreamVersion)
+		}
+		return got
+	}
+	span := func(from, to int64) []int64 {
+		var out []int64
+		for v := from; v <= to; v++ {
+			out = append(out, v)
+		}
+		return out
+	}
+
+	q := core.ReadStream("account-1")
+	q.EventTypes = []string{"account.withdrawn"}
+	if diff := cmp.Diff([]int64{26, 27, 28}, versions(q)); diff != "" {
+		t.Errorf("withdrawals (-want +got):\n%s", diff)
+	}
+	q.FromVersion = 27
+	if diff := cmp.Diff([]int64{27, 28}, versions(q)); diff != "" {
+		t.Errorf("withdrawals from 27 (-want +got):\n%s", diff)
+	}
+
+	superuserExec(t, fmt.Sprintf(`DELETE FROM %s.events WHERE stream_id = 'account-1' AND stream_version BETWEEN 8 AND 10`,
+		pgx.Identifier{es.Schema()}.Sanitize()))
+	want := append(span(1, 7), span(11, 28)...)
+	if diff := cmp.Diff(want, versions(core.ReadStream("account-1"))); diff != "" {
+		t.Errorf("after deleting versions 8..10 (-want +got):\n%s", diff)
+	}
+	q = core.ReadStream("account-1")
+	q.FromVersion, q.Limit = 5, 6
+	if diff := cmp.Diff([]int64{5, 6, 7, 11, 12, 13}, versions(q)); diff != "" {
+		t.Errorf("from 5, limit 6 (-want +got):\n%s", diff)
 	}
 }

@@ -330,15 +330,34 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
--- The page is cut first, so that only its events look for their positions.
-FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-      FROM /* TEMPLATE: schema */events AS page
-      WHERE page.stream_id = @stream_id::text
-        AND page.stream_version >= @from_version::bigint
-        AND (coalesce(cardinality(@event_types::text[]), 0) = 0 OR page.event_type = ANY(@event_types::text[]))
-      ORDER BY page.stream_version
-      LIMIT @max_events::integer) AS events
+-- The page is cut first, so that only its events look for their positions,
+-- and as the range of versions it can hold (versions are gapless): a
+-- bounded range keeps the statement to one page of rows whatever plan
+-- PostgreSQL picks. With statistics that predate the stream it sorted every
+-- later version of the stream for each page, a read quadratic in the
+-- stream's length. Only when the range holds fewer events than the page
+-- (the stream ends in it, a type filter, or a version missing) does the
+-- second part read on past it, for what the page still lacks: its count is
+-- a one-time filter, decided before that part scans anything.
+FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = sqlc.arg(stream_id)::text
+         AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+       ORDER BY page.stream_version)
+      UNION ALL
+      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = sqlc.arg(stream_id)::text AND page.stream_version > least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+         AND (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+              WHERE counted.stream_id = sqlc.arg(stream_id)::text
+                AND counted.stream_version >= sqlc.arg(from_version)::bigint AND counted.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+                AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR counted.event_type = ANY(sqlc.arg(event_types)::text[]))) < sqlc.arg(max_events)::integer
+       ORDER BY page.stream_version
+       LIMIT sqlc.arg(max_events)::integer)) AS events
 LEFT JOIN LATERAL (
     -- The run holding the event starts at its batch's first version (an
     -- event appended alone starts its own run): one probe of the log's
@@ -353,7 +372,8 @@ LEFT JOIN LATERAL (
     -- tenth more.
     LIMIT 1
 ) AS log ON true
-ORDER BY events.stream_version;
+ORDER BY events.stream_version
+LIMIT sqlc.arg(max_events)::integer;
 
 -- name: EventLoadStream :many
 -- One page of a stream for loading an aggregate: only what replaying needs

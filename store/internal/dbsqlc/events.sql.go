@@ -1125,14 +1125,25 @@ SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.strea
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-      FROM /* TEMPLATE: schema */events AS page
-      WHERE page.stream_id = $1::text
-        AND page.stream_version >= $2::bigint
-        AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
-      ORDER BY page.stream_version
-      LIMIT $4::integer) AS events
+FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = $1::text
+         AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+         AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+       ORDER BY page.stream_version)
+      UNION ALL
+      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = $1::text AND page.stream_version > least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+         AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+         AND (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+              WHERE counted.stream_id = $1::text
+                AND counted.stream_version >= $2::bigint AND counted.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+                AND (coalesce(cardinality($4::text[]), 0) = 0 OR counted.event_type = ANY($4::text[]))) < $3::integer
+       ORDER BY page.stream_version
+       LIMIT $3::integer)) AS events
 LEFT JOIN LATERAL (
     -- The run holding the event starts at its batch's first version (an
     -- event appended alone starts its own run): one probe of the log's
@@ -1148,13 +1159,14 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS log ON true
 ORDER BY events.stream_version
+LIMIT $3::integer
 `
 
 type EventReadStreamForwardParams struct {
 	StreamID    string
 	FromVersion int64
-	EventTypes  []string
 	MaxEvents   int32
+	EventTypes  []string
 }
 
 type EventReadStreamForwardRow struct {
@@ -1177,13 +1189,21 @@ type EventReadStreamForwardRow struct {
 // has one (0 for none yet). Only the columns a RecordedEvent holds, none
 // of them NULL: the zero id stands for none, as appends store it, and each
 // row scans without allocating for nullable columns.
-// The page is cut first, so that only its events look for their positions.
+// The page is cut first, so that only its events look for their positions,
+// and as the range of versions it can hold (versions are gapless): a
+// bounded range keeps the statement to one page of rows whatever plan
+// PostgreSQL picks. With statistics that predate the stream it sorted every
+// later version of the stream for each page, a read quadratic in the
+// stream's length. Only when the range holds fewer events than the page
+// (the stream ends in it, a type filter, or a version missing) does the
+// second part read on past it, for what the page still lacks: its count is
+// a one-time filter, decided before that part scans anything.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
 		arg.FromVersion,
-		arg.EventTypes,
 		arg.MaxEvents,
+		arg.EventTypes,
 	)
 	if err != nil {
 		return nil, err
