@@ -422,6 +422,44 @@ func TestRunnerPauseResumeReset(t *testing.T) {
 	}
 }
 
+// A batch that began before a Pause must not commit after it: the leader
+// learns of a pause at its next renewal, so the checkpoint itself refuses a
+// partition that is no longer running. Here the pause reaches the table
+// without telling the leader, whose renewals are far apart: its next batch
+// rolls back, it waits paused, and Resume hands it the event again.
+func TestRunnerBatchDoesNotCommitAfterPause(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	model := newBalances(t, es)
+	config := fastRunner("a")
+	config.LeaseTTL, config.RecheckInterval = time.Hour, 30*time.Minute
+	r := startRunner(t, es, config, runner.Subscription{Name: "balances", TxHandler: model.handler()})
+	c := r.Control()
+	first := appendDeposit(t, es, "account-1", 1)
+	waitFor(t, r, "balances", first)
+	before := statusOf(t, c, "balances")[0].Checkpoint
+
+	superuserExec(t, fmt.Sprintf(`UPDATE %s.subscriptions SET state = 'paused' WHERE name = 'balances'`,
+		pgx.Identifier{es.Schema()}.Sanitize()))
+	second := appendDeposit(t, es, "account-1", 2)
+	time.Sleep(500 * time.Millisecond)
+	if _, n := model.get(t, "account-1"); n != 1 {
+		t.Fatalf("a batch committed after the pause: %d events handled, want 1", n)
+	}
+	status := statusOf(t, c, "balances")[0]
+	if status.Checkpoint != before || status.State != runner.StatePaused {
+		t.Fatalf("after the pause: %+v, want paused at checkpoint %d", status, before)
+	}
+	if err := c.Resume(ctx, "balances"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, r, "balances", second)
+	if b, n := model.get(t, "account-1"); b != 3 || n != 2 {
+		t.Errorf("after Resume account-1 has %d after %d events, want 3 after 2", b, n)
+	}
+}
+
 // A filtered subscription that finds nothing moves its checkpoint to the
 // head, so it does not scan the same events on every poll.
 func TestRunnerSparseFilterAdvancesToHead(t *testing.T) {

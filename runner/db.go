@@ -147,6 +147,15 @@ func (d *db) liveHolders(ctx context.Context, name string) (map[int]bool, error)
 // reset); the worker must stop dispatching at once.
 var errFenced = errors.New("runner: fenced: the lease was taken over or the subscription reset")
 
+// notRunning is a checkpoint refused because the partition's state changed
+// (an operator paused it) after its batch began: the batch rolls back, and
+// the worker waits in that state.
+type notRunning struct{ state State }
+
+func (e *notRunning) Error() string {
+	return fmt.Sprintf("runner: the partition is %s: its batch was not committed", e.state)
+}
+
 // recordAttempt counts an attempt at the batch [from, to] before it is
 // dispatched, and returns the attempts at from so far (this one included)
 // and the end of the first batch attempted from there.
@@ -182,9 +191,27 @@ func (d *db) saveCheckpoint(ctx context.Context, exec store.Executor, h held, pr
 		Checkpoint: checkpoint, NextAttempt: nextAttempt, Name: h.name, Partition: int32(h.partition), Worker: h.worker,
 		Fence: h.fence, Previous: previous})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errFenced
+		return d.whyNotSaved(ctx, exec, h)
 	}
 	return d.fail("save checkpoint", err)
+}
+
+// whyNotSaved tells why a checkpoint was not saved: a *notRunning when
+// the partition was paused (or failed) since the batch began, else
+// errFenced (the lease moved, or the checkpoint was reset). The caller's
+// transaction, if any, is still usable: no statement failed.
+func (d *db) whyNotSaved(ctx context.Context, exec store.Executor, h held) error {
+	state, err := d.q.LeaseState(ctx, d.on(exec), &dbsqlc.LeaseStateParams{
+		Name: h.name, Partition: int32(h.partition), Worker: h.worker, Fence: h.fence})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errFenced
+	case err != nil:
+		return d.fail("read lease state", err)
+	case State(state) != StateRunning:
+		return &notRunning{state: State(state)}
+	}
+	return errFenced
 }
 
 func (d *db) markFailed(ctx context.Context, h held, position int64, cause error) error {

@@ -77,6 +77,15 @@ func (w *worker) run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.As(err, new(*notRunning)):
+			// Paused while the batch ran: it rolled back (its attempt was
+			// taken back). Wait as the renewal would have had us wait.
+			var paused *notRunning
+			errors.As(err, &paused)
+			w.lease.state.Store(paused.state)
+			w.closeCursor()
+			cfg.Logger.InfoContext(ctx, "runner: batch not committed: the partition left running while it ran",
+				"subscription", w.sub.Name, "partition", w.lease.partition, "state", paused.state)
 		case errors.Is(err, errFenced):
 			w.attemptPending = false // the row is another worker's now
 			cfg.Logger.WarnContext(ctx, "runner: fenced: stopped dispatching", "subscription", w.sub.Name,
@@ -294,11 +303,15 @@ func (w *worker) handleBatch(ctx context.Context, events []*core.RecordedEvent, 
 		if cause == nil {
 			return nil
 		}
-		if errors.Is(cause, errFenced) || ctx.Err() != nil {
+		// Paused meanwhile: step takes the attempt back once it sees the
+		// state (settleAttempt).
+		if errors.Is(cause, errFenced) || errors.As(cause, new(*notRunning)) || ctx.Err() != nil {
 			return cause
 		}
 		w.closeCursor()
-		if handled > 0 {
+		// handled is every event when saving the checkpoint failed: the
+		// database's failure, which takes the branch below.
+		if handled > 0 && handled < len(events) {
 			// The checkpoint before the failed event counted its first
 			// attempt: this one.
 			events, attempts = events[handled:], 1

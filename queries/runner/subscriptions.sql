@@ -109,8 +109,10 @@ WHERE name = @name AND partition = @partition AND worker = @worker::text AND fen
 -- Moves the checkpoint, in the transaction that handled the events up to
 -- it. With next_attempt it also counts the first attempt at the batch
 -- after it, which the worker dispatches at once (it is catching up): one
--- statement fewer per batch. No row: fenced (roll back), or the checkpoint
--- was reset meanwhile.
+-- statement fewer per batch. No row: fenced (roll back), the checkpoint
+-- was reset meanwhile, or the partition is no longer running: a batch that
+-- began before a Pause (its leader learns of it only at its next renewal)
+-- must not commit after Pause returned. LeaseState tells which.
 UPDATE /* TEMPLATE: schema */subscriptions
 SET checkpoint = sqlc.arg(checkpoint)::bigint,
     attempts = CASE WHEN sqlc.arg(next_attempt)::boolean THEN 1 ELSE 0 END,
@@ -119,7 +121,13 @@ SET checkpoint = sqlc.arg(checkpoint)::bigint,
 WHERE name = sqlc.arg(name)::text AND partition = sqlc.arg(partition)::integer
   AND worker = sqlc.arg(worker)::text AND fence = sqlc.arg(fence)::bigint
   AND checkpoint = sqlc.arg(previous)::bigint
+  AND state = 'running'
 RETURNING checkpoint;
+
+-- name: LeaseState :one
+-- The partition's state, if worker still holds it with fence.
+SELECT state FROM /* TEMPLATE: schema */subscriptions
+WHERE name = @name::text AND partition = @partition::integer AND worker = @worker::text AND fence = @fence::bigint;
 
 -- name: SubscriptionFail :one
 -- Stops a partition after an event failed past the retry limit: the state

@@ -154,6 +154,7 @@ SET checkpoint = $1::bigint,
 WHERE name = $3::text AND partition = $4::integer
   AND worker = $5::text AND fence = $6::bigint
   AND checkpoint = $7::bigint
+  AND state = 'running'
 RETURNING checkpoint
 `
 
@@ -170,8 +171,10 @@ type CheckpointSaveParams struct {
 // Moves the checkpoint, in the transaction that handled the events up to
 // it. With next_attempt it also counts the first attempt at the batch
 // after it, which the worker dispatches at once (it is catching up): one
-// statement fewer per batch. No row: fenced (roll back), or the checkpoint
-// was reset meanwhile.
+// statement fewer per batch. No row: fenced (roll back), the checkpoint
+// was reset meanwhile, or the partition is no longer running: a batch that
+// began before a Pause (its leader learns of it only at its next renewal)
+// must not commit after Pause returned. LeaseState tells which.
 func (q *Queries) CheckpointSave(ctx context.Context, db DBTX, arg *CheckpointSaveParams) (int64, error) {
 	row := db.QueryRow(ctx, checkpointSave,
 		arg.Checkpoint,
@@ -364,6 +367,31 @@ func (q *Queries) LeaseRenew(ctx context.Context, db DBTX, arg *LeaseRenewParams
 	var i LeaseRenewRow
 	err := row.Scan(&i.Checkpoint, &i.State, &i.ParkedChanges)
 	return &i, err
+}
+
+const leaseState = `-- name: LeaseState :one
+SELECT state FROM /* TEMPLATE: schema */subscriptions
+WHERE name = $1::text AND partition = $2::integer AND worker = $3::text AND fence = $4::bigint
+`
+
+type LeaseStateParams struct {
+	Name      string
+	Partition int32
+	Worker    string
+	Fence     int64
+}
+
+// The partition's state, if worker still holds it with fence.
+func (q *Queries) LeaseState(ctx context.Context, db DBTX, arg *LeaseStateParams) (string, error) {
+	row := db.QueryRow(ctx, leaseState,
+		arg.Name,
+		arg.Partition,
+		arg.Worker,
+		arg.Fence,
+	)
+	var state string
+	err := row.Scan(&state)
+	return state, err
 }
 
 const listen = `-- name: Listen :exec
