@@ -427,11 +427,26 @@ func TestRunnerPauseResumeReset(t *testing.T) {
 // partition that is no longer running. Here the pause reaches the table
 // without telling the leader, whose renewals are far apart: its next batch
 // rolls back, it waits paused, and Resume hands it the event again.
+// It runs as the owner and as a runtime role, whose runner reads the
+// partition's state (LeaseState) when a checkpoint is refused.
 func TestRunnerBatchDoesNotCommitAfterPause(t *testing.T) {
 	t.Parallel()
+	t.Run("owner", func(t *testing.T) {
+		t.Parallel()
+		es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+		batchDoesNotCommitAfterPause(t, es, newBalances(t, es))
+	})
+	t.Run("runtime role", func(t *testing.T) {
+		t.Parallel()
+		owner, es, role, _ := runtimeStore(t, 4)
+		model := newBalances(t, owner)
+		superuserExec(t, fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON %s TO %s", model.table, pgx.Identifier{role}.Sanitize()))
+		batchDoesNotCommitAfterPause(t, es, model)
+	})
+}
+
+func batchDoesNotCommitAfterPause(t *testing.T, es *store.EventStore, model *balances) {
 	ctx := context.Background()
-	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
-	model := newBalances(t, es)
 	config := fastRunner("a")
 	config.LeaseTTL, config.RecheckInterval = time.Hour, 30*time.Minute
 	r := startRunner(t, es, config, runner.Subscription{Name: "balances", TxHandler: model.handler()})

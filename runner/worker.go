@@ -74,14 +74,13 @@ func (w *worker) run(ctx context.Context) {
 		newEvents := w.runner.newEvents.wait()
 		changed := w.lease.changed.wait()
 		progressed, err := w.step(ctx)
+		var paused *notRunning
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.As(err, new(*notRunning)):
+		case errors.As(err, &paused):
 			// Paused while the batch ran: it rolled back (its attempt was
 			// taken back). Wait as the renewal would have had us wait.
-			var paused *notRunning
-			errors.As(err, &paused)
 			w.lease.state.Store(paused.state)
 			w.closeCursor()
 			cfg.Logger.InfoContext(ctx, "runner: batch not committed: the partition left running while it ran",

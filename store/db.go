@@ -352,19 +352,14 @@ var readStatements = map[readKey]readStatement{
 	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
-			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
-				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
-				CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
-		})
+		return positionedRows(rows, err, streamRow)
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+		// The two statements return the same columns.
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamBackwardRow) positionedRow {
-			return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
-				EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
-				CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
+			return streamRow((*dbsqlc.EventReadStreamForwardRow)(r))
 		})
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
@@ -470,6 +465,13 @@ func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, erro
 		recorded.Metadata.Headers = headers
 	}
 	return recorded, nil
+}
+
+// streamRow is a row of a stream read: the zero id stands for none.
+func streamRow(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
+	return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
+		EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
+		CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
 }
 
 // nonZeroID is id, or nil for the zero id, which stands for none.
