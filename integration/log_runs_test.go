@@ -211,3 +211,123 @@ func TestLogRunsOrderConcurrentTransactions(t *testing.T) {
 		t.Fatalf("runs (-want +got):\n%s", diff)
 	}
 }
+
+// A stream read gives every event its run's position whatever page it lands
+// on: pages of any size cut runs anywhere, both ways, with and without a
+// type filter, from every version, and events not yet numbered read at 0.
+// Stream pages find positions in the runs of their range of versions, and
+// events outside it (a type filter reads past the range) one by one.
+func TestStreamReadPositionsOnEveryPage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+
+	mixed := func(types ...string) []core.Event {
+		events := make([]core.Event, len(types))
+		for i, kind := range types {
+			if kind == "w" {
+				events[i] = core.NewEvent(Withdrawn{Amount: int64(i + 1)})
+			} else {
+				events[i] = core.NewEvent(Deposited{Amount: int64(i + 1)})
+			}
+		}
+		return events
+	}
+	// Runs of 3, 1, 1 and 4 events of account-x, around other streams'.
+	if _, err := es.Append(ctx, "account-x", core.NoStream, mixed("d", "w", "d")...); err != nil {
+		t.Fatal(err)
+	}
+	err := es.InScope(ctx, func(sc *store.Scope) error {
+		for _, step := range []struct {
+			stream string
+			kinds  []string
+		}{{"account-x", []string{"w"}}, {"account-y", []string{"d", "d"}}, {"account-x", []string{"d"}}} {
+			if _, err := sc.Append(ctx, step.stream, core.Any, mixed(step.kinds...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kinds := range [][]string{{"d"}, {"w", "d", "d", "w"}} {
+		if _, err := es.Append(ctx, "account-y", core.Any, deposits(1)...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := es.Append(ctx, "account-x", core.Any, mixed(kinds...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := es.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	type event struct {
+		Position, Version int64
+		Type              string
+	}
+	all, err := es.ReadEvents(ctx, core.ReadAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	positionOf := map[int64]int64{}
+	for _, e := range all {
+		if e.StreamID == "account-x" {
+			positionOf[e.StreamVersion] = e.GlobalPosition
+		}
+	}
+	// Two more, not numbered yet (a whole-log read numbers what is there).
+	if _, err := es.Append(ctx, "account-x", core.Any, mixed("w", "d")...); err != nil {
+		t.Fatal(err)
+	}
+	var stream []event // account-x as it must read, in version order
+	for version := int64(1); version <= 12; version++ {
+		stored, err := es.ReadEvents(ctx, core.StreamQuery{StreamID: "account-x", FromVersion: version, Limit: 1})
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("version %d: %v, %d events", version, err, len(stored))
+		}
+		stream = append(stream, event{positionOf[version], version, stored[0].EventType})
+	}
+	if positionOf[10] == 0 || positionOf[11] != 0 || len(positionOf) != 10 {
+		t.Fatalf("positions %v: want versions 1-10 numbered, 11 and 12 not", positionOf)
+	}
+
+	for _, pageSize := range []int{1, 2, 3, 4, 7, 500} {
+		paged, err := store.New(pgenv.Pool(t), &store.Config{Schema: es.Schema(), Registry: bankRegistry(), ReadPageSize: pageSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, direction := range []core.ReadDirection{core.Forward, core.Backward} {
+			for _, types := range [][]string{nil, {withdrawn}} {
+				for from := int64(0); from <= 14; from++ {
+					for _, limit := range []int{0, 1, 3} {
+						q := core.StreamQuery{StreamID: "account-x", FromVersion: from, Direction: direction, EventTypes: types, Limit: limit}
+						var want []event
+						for i := range stream {
+							e := stream[i]
+							if direction == core.Backward {
+								e = stream[len(stream)-1-i]
+							}
+							inRange := from == 0 || (direction == core.Forward && e.Version >= from) || (direction == core.Backward && e.Version <= from)
+							if inRange && (types == nil || e.Type == withdrawn) && (limit == 0 || len(want) < limit) {
+								want = append(want, e)
+							}
+						}
+						events, err := paged.ReadEvents(ctx, q)
+						if err != nil {
+							t.Fatalf("%+v: %v", q, err)
+						}
+						var got []event
+						for _, e := range events {
+							got = append(got, event{e.GlobalPosition, e.StreamVersion, e.EventType})
+						}
+						if diff := cmp.Diff(want, got); diff != "" {
+							t.Errorf("page size %d, %+v (-want +got):\n%s", pageSize, q, diff)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -306,7 +306,7 @@ func (s *EventStore) findStored(ctx context.Context, exec executor, r *appendReq
 	}
 	found := make([]storedEvent, len(rows))
 	for i, row := range rows {
-		event, err := recordedEvent(&row.Event, row.GlobalPosition)
+		event, err := recordedEvent(&row.Event, row.GlobalPosition, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -352,14 +352,16 @@ var readStatements = map[readKey]readStatement{
 	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, streamRow)
+		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
+			return streamRow(p.query.StreamID, r)
+		})
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		// The two statements return the same columns.
 		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamBackwardRow) positionedRow {
-			return streamRow((*dbsqlc.EventReadStreamForwardRow)(r))
+			return streamRow(p.query.StreamID, (*dbsqlc.EventReadStreamForwardRow)(r))
 		})
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
@@ -428,8 +430,9 @@ func (s *EventStore) readPage(ctx context.Context, exec executor, p pageRequest)
 		return nil, err
 	}
 	events := make([]*core.RecordedEvent, len(rows))
+	var seen stringTable
 	for i := range rows {
-		if events[i], err = recordedEvent(&rows[i].event, rows[i].position); err != nil {
+		if events[i], err = recordedEvent(&rows[i].event, rows[i].position, &seen); err != nil {
 			return nil, err
 		}
 	}
@@ -437,8 +440,8 @@ func (s *EventStore) readPage(ctx context.Context, exec executor, p pageRequest)
 }
 
 // recordedEvent converts a stored row and its global position (0 for none
-// yet); times are returned in UTC.
-func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, error) {
+// yet); times are returned in UTC. seen may be nil (see decodeHeaders).
+func recordedEvent(row *dbsqlc.Event, position int64, seen *stringTable) (*core.RecordedEvent, error) {
 	recorded := &core.RecordedEvent{
 		StreamID:       row.StreamID,
 		StreamVersion:  row.StreamVersion,
@@ -457,7 +460,7 @@ func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, erro
 	if len(row.Headers) > 0 {
 		// Append encodes headers from a map[string]string; a row written by
 		// other tooling may not fit.
-		headers, err := decodeHeaders(row.Headers)
+		headers, err := decodeHeaders(row.Headers, seen)
 		if err != nil {
 			return nil, &core.DecodeError{StreamID: row.StreamID, StreamVersion: row.StreamVersion,
 				GlobalPosition: recorded.GlobalPosition, EventType: row.EventType, Err: fmt.Errorf("headers: %w", err)}
@@ -467,9 +470,11 @@ func recordedEvent(row *dbsqlc.Event, position int64) (*core.RecordedEvent, erro
 	return recorded, nil
 }
 
-// streamRow is a row of a stream read: the zero id stands for none.
-func streamRow(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
-	return positionedRow{dbsqlc.Event{StreamID: r.StreamID, StreamVersion: r.StreamVersion, EventID: r.EventID,
+// streamRow is a row of a read of stream: the zero id stands for none. The
+// statements leave the stream's id out, which every row would repeat
+// (streams are matched exactly, so it is the one asked for).
+func streamRow(stream string, r *dbsqlc.EventReadStreamForwardRow) positionedRow {
+	return positionedRow{dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
 		EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
 		CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
 }

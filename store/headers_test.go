@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,10 +21,44 @@ var headerDocs = []string{
 }
 
 // decodeHeaders must agree with encoding/json on every input: the same map,
-// or an error where it gives one.
+// or an error where it gives one, with or without a table of strings seen
+// (one table for all documents, as a page shares one).
 func TestDecodeHeadersMatchesEncodingJSON(t *testing.T) {
-	for _, doc := range headerDocs {
-		checkHeadersLikeJSON(t, []byte(doc))
+	var seen stringTable
+	for _, table := range []*stringTable{nil, &seen} {
+		for _, doc := range headerDocs {
+			checkHeadersLikeJSON(t, []byte(doc), table)
+		}
+	}
+}
+
+// Decoded strings own their bytes (the row's buffer is not theirs to keep),
+// and the table stops growing at maxStrings.
+func TestStringTable(t *testing.T) {
+	var seen stringTable
+	doc := []byte(`{"tenant": "acme"}`)
+	first, err := decodeHeaders(doc, &seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(doc, `{"tenant": "zzzz"}`)
+	second, err := decodeHeaders(doc, &seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"tenant": "acme"}, first); diff != "" {
+		t.Errorf("first document changed with its buffer (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"tenant": "zzzz"}, second); diff != "" {
+		t.Errorf("second document (-want +got):\n%s", diff)
+	}
+	for i := range 2 * maxStrings {
+		if got, want := seen.intern(fmt.Appendf(nil, "value-%d", i)), fmt.Sprintf("value-%d", i); got != want {
+			t.Fatalf("intern = %q, want %q", got, want)
+		}
+	}
+	if len(seen.strings) != maxStrings {
+		t.Errorf("the table holds %d strings, want at most %d", len(seen.strings), maxStrings)
 	}
 }
 
@@ -31,13 +66,14 @@ func FuzzDecodeHeaders(f *testing.F) {
 	for _, doc := range headerDocs {
 		f.Add([]byte(doc))
 	}
-	f.Fuzz(checkHeadersLikeJSON)
+	var seen stringTable
+	f.Fuzz(func(t *testing.T, doc []byte) { checkHeadersLikeJSON(t, doc, &seen) })
 }
 
-func checkHeadersLikeJSON(t *testing.T, doc []byte) {
+func checkHeadersLikeJSON(t *testing.T, doc []byte, seen *stringTable) {
 	var want map[string]string
 	wantErr := json.Unmarshal(doc, &want)
-	got, err := decodeHeaders(doc)
+	got, err := decodeHeaders(doc, seen)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("decodeHeaders(%q) error = %v, encoding/json's = %v", doc, err, wantErr)
 	}

@@ -1031,7 +1031,38 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+WITH runs AS MATERIALIZED (
+    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
+           array_agg(run.global_position ORDER BY run.first_version) AS positions,
+           array_agg(run.event_count ORDER BY run.first_version) AS counts
+    FROM /* TEMPLATE: schema */event_log AS run
+    CROSS JOIN (
+        SELECT least($2::bigint, coalesce((
+            SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+            WHERE last.stream_id = $1::text
+            ORDER BY last.stream_version DESC
+            LIMIT 1), 0)) AS version
+    ) AS top
+    WHERE run.stream_id = $1::text
+      AND run.first_version <= top.version
+      AND run.first_version >= coalesce((
+          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+          WHERE earlier.stream_id = $1::text AND earlier.first_version <= top.version - ($4::integer - 1)
+          ORDER BY earlier.first_version DESC
+          LIMIT 1), top.version - ($4::integer - 1))
+)
+SELECT coalesce(CASE
+            -- Past the arrays (a type filter, or versions missing), each
+            -- event looks its run up, as in EventReadStreamForward.
+            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1)
+            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
+        END, 0)::bigint AS global_position,
+       events.stream_version,
        events.event_id, events.event_type, events.data, events.headers,
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
@@ -1044,20 +1075,8 @@ FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type
         AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
       ORDER BY page.stream_version DESC
       LIMIT $4::integer) AS events
-LEFT JOIN LATERAL (
-    -- The run holding the event starts at its batch's first version (an
-    -- event appended alone starts its own run): one probe of the log's
-    -- stream index, from the index alone.
-    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
-      AND events.stream_version < run.first_version + run.event_count
-    -- At most one row anyway. The limit keeps the subquery from being
-    -- flattened into a join, which the planner made a hash join over the
-    -- whole log when the log had no statistics; it costs a probe about a
-    -- tenth more.
-    LIMIT 1
-) AS log ON true
+CROSS JOIN runs
+CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
 ORDER BY events.stream_version DESC
 `
 
@@ -1070,7 +1089,6 @@ type EventReadStreamBackwardParams struct {
 
 type EventReadStreamBackwardRow struct {
 	GlobalPosition int64
-	StreamID       string
 	StreamVersion  int64
 	EventID        [16]byte
 	EventType      string
@@ -1081,6 +1099,9 @@ type EventReadStreamBackwardRow struct {
 	RecordedAt     time.Time
 }
 
+// As EventReadStreamForward, newest first: the runs read into arrays are
+// those of the page's range, from the stream's last version at most (a
+// read from the end asks from the largest version).
 // The page is cut first, so that only its events look for their positions.
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamBackward,
@@ -1098,7 +1119,6 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 		var i EventReadStreamBackwardRow
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.StreamID,
 			&i.StreamVersion,
 			&i.EventID,
 			&i.EventType,
@@ -1120,7 +1140,37 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-SELECT coalesce(log.global_position, 0)::bigint AS global_position, events.stream_id, events.stream_version,
+WITH runs AS MATERIALIZED (
+    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
+           array_agg(run.global_position ORDER BY run.first_version) AS positions,
+           array_agg(run.event_count ORDER BY run.first_version) AS counts
+    FROM /* TEMPLATE: schema */event_log AS run
+    WHERE run.stream_id = $1::text
+      AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+      -- From the run that holds the first version of the range, if any.
+      AND run.first_version >= coalesce((
+          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+          WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
+          ORDER BY earlier.first_version DESC
+          LIMIT 1), $2::bigint)
+)
+SELECT coalesce(CASE
+            -- Outside the arrays' runs (an event not numbered yet, or past
+            -- the range: the second part of the page below), the event
+            -- looks its run up: the run holding it starts at its batch's
+            -- first version (an event appended alone starts its own run).
+            -- The limit keeps the subquery from being flattened into a
+            -- join, which the planner made a hash join over the whole log
+            -- when the log had no statistics.
+            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1)
+            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
+        END, 0)::bigint AS global_position,
+       events.stream_version,
        events.event_id, events.event_type, events.data, events.headers,
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
@@ -1138,26 +1188,14 @@ FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_typ
        FROM /* TEMPLATE: schema */events AS page
        WHERE page.stream_id = $1::text AND page.stream_version > least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
-         AND (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+         AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
               WHERE counted.stream_id = $1::text
                 AND counted.stream_version >= $2::bigint AND counted.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
-                AND (coalesce(cardinality($4::text[]), 0) = 0 OR counted.event_type = ANY($4::text[]))) < $3::integer
+                AND (coalesce(cardinality($4::text[]), 0) = 0 OR counted.event_type = ANY($4::text[]))) < $3::integer)
        ORDER BY page.stream_version
        LIMIT $3::integer)) AS events
-LEFT JOIN LATERAL (
-    -- The run holding the event starts at its batch's first version (an
-    -- event appended alone starts its own run): one probe of the log's
-    -- stream index, from the index alone.
-    SELECT (run.global_position + (events.stream_version - run.first_version))::bigint AS global_position
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
-      AND events.stream_version < run.first_version + run.event_count
-    -- At most one row anyway. The limit keeps the subquery from being
-    -- flattened into a join, which the planner made a hash join over the
-    -- whole log when the log had no statistics; it costs a probe about a
-    -- tenth more.
-    LIMIT 1
-) AS log ON true
+CROSS JOIN runs
+CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
 ORDER BY events.stream_version
 LIMIT $3::integer
 `
@@ -1171,7 +1209,6 @@ type EventReadStreamForwardParams struct {
 
 type EventReadStreamForwardRow struct {
 	GlobalPosition int64
-	StreamID       string
 	StreamVersion  int64
 	EventID        [16]byte
 	EventType      string
@@ -1189,6 +1226,14 @@ type EventReadStreamForwardRow struct {
 // has one (0 for none yet). Only the columns a RecordedEvent holds, none
 // of them NULL: the zero id stands for none, as appends store it, and each
 // row scans without allocating for nullable columns.
+//
+// Positions come from the runs of the page's range of versions, read once
+// into arrays (one short scan of the log's stream index, whatever the
+// number of events), and each event finds its run by binary search
+// (width_bucket): a stream's runs never overlap, so an event's run is the
+// last one that starts at or before it, if the event is in it. A probe of
+// the index per event cost about as much as reading the event. The arrays
+// only spare probes: an event they do not place is looked up alone.
 // The page is cut first, so that only its events look for their positions,
 // and as the range of versions it can hold (versions are gapless): a
 // bounded range keeps the statement to one page of rows whatever plan
@@ -1196,8 +1241,11 @@ type EventReadStreamForwardRow struct {
 // later version of the stream for each page, a read quadratic in the
 // stream's length. Only when the range holds fewer events than the page
 // (the stream ends in it, a type filter, or a version missing) does the
-// second part read on past it, for what the page still lacks: its count is
-// a one-time filter, decided before that part scans anything.
+// second part read on past it, for what the page still lacks; without a
+// type filter it reads its first event and no more while the range lasts.
+// With one, its first match could lie anywhere past the range, so it first
+// counts the range's matches: a one-time filter, decided before that part
+// scans anything.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
@@ -1214,7 +1262,6 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 		var i EventReadStreamForwardRow
 		if err := rows.Scan(
 			&i.GlobalPosition,
-			&i.StreamID,
 			&i.StreamVersion,
 			&i.EventID,
 			&i.EventType,
