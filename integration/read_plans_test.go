@@ -272,6 +272,17 @@ func TestStreamPagesReadPastTheirRange(t *testing.T) {
 	if diff := cmp.Diff([]int64{27, 28}, versions(q)); diff != "" {
 		t.Errorf("withdrawals from 27 (-want +got):\n%s", diff)
 	}
+	// Backward, a page's range ends at the stream's last version (or the
+	// version asked from), and a filter that empties it reads on below.
+	q = core.ReadStream("account-1")
+	q.Direction, q.EventTypes = core.Backward, []string{"account.deposited"}
+	if diff := cmp.Diff(reversed(span(1, 25)), versions(q)); diff != "" {
+		t.Errorf("deposits backward (-want +got):\n%s", diff)
+	}
+	q.FromVersion, q.Limit = 12, 3
+	if diff := cmp.Diff([]int64{12, 11, 10}, versions(q)); diff != "" {
+		t.Errorf("deposits backward from 12, limit 3 (-want +got):\n%s", diff)
+	}
 
 	superuserExec(t, fmt.Sprintf(`DELETE FROM %s.events WHERE stream_id = 'account-1' AND stream_version BETWEEN 8 AND 10`,
 		pgx.Identifier{es.Schema()}.Sanitize()))
@@ -284,4 +295,18 @@ func TestStreamPagesReadPastTheirRange(t *testing.T) {
 	if diff := cmp.Diff([]int64{5, 6, 7, 11, 12, 13}, versions(q)); diff != "" {
 		t.Errorf("from 5, limit 6 (-want +got):\n%s", diff)
 	}
+	q.Direction, q.FromVersion, q.Limit = core.Backward, 14, 6
+	if diff := cmp.Diff([]int64{14, 13, 12, 11, 7, 6}, versions(q)); diff != "" {
+		t.Errorf("backward from 14, limit 6 (-want +got):\n%s", diff)
+	}
+	q.FromVersion, q.Limit = 0, 0
+	if diff := cmp.Diff(reversed(want), versions(q)); diff != "" {
+		t.Errorf("backward after deleting versions 8..10 (-want +got):\n%s", diff)
+	}
+}
+
+func reversed(versions []int64) []int64 {
+	out := slices.Clone(versions)
+	slices.Reverse(out)
+	return out
 }

@@ -1031,29 +1031,28 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-WITH runs AS MATERIALIZED (
+WITH top AS MATERIALIZED (
+    SELECT least($4::bigint, coalesce((
+        SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+        WHERE last.stream_id = $1::text
+        ORDER BY last.stream_version DESC
+        LIMIT 1), 0)) AS version
+), runs AS MATERIALIZED (
     SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
            array_agg(run.global_position ORDER BY run.first_version) AS positions,
            array_agg(run.event_count ORDER BY run.first_version) AS counts
     FROM /* TEMPLATE: schema */event_log AS run
-    CROSS JOIN (
-        SELECT least($2::bigint, coalesce((
-            SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
-            WHERE last.stream_id = $1::text
-            ORDER BY last.stream_version DESC
-            LIMIT 1), 0)) AS version
-    ) AS top
     WHERE run.stream_id = $1::text
-      AND run.first_version <= top.version
+      AND run.first_version <= (SELECT version FROM top)
       AND run.first_version >= coalesce((
           SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
-          WHERE earlier.stream_id = $1::text AND earlier.first_version <= top.version - ($4::integer - 1)
+          WHERE earlier.stream_id = $1::text
+            AND earlier.first_version <= (SELECT version FROM top) - ($2::integer - 1)
           ORDER BY earlier.first_version DESC
-          LIMIT 1), top.version - ($4::integer - 1))
+          LIMIT 1), (SELECT version FROM top) - ($2::integer - 1))
 )
 SELECT coalesce(CASE
-            -- Past the arrays (a type filter, or versions missing), each
-            -- event looks its run up, as in EventReadStreamForward.
+            -- Outside the arrays' runs, as in EventReadStreamForward.
             WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
                 SELECT run.global_position + (events.stream_version - run.first_version)
                 FROM /* TEMPLATE: schema */event_log AS run
@@ -1067,24 +1066,39 @@ SELECT coalesce(CASE
        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
        events.recorded_at
-FROM (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-             page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-      FROM /* TEMPLATE: schema */events AS page
-      WHERE page.stream_id = $1::text
-        AND page.stream_version <= $2::bigint
-        AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
-      ORDER BY page.stream_version DESC
-      LIMIT $4::integer) AS events
+FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = $1::text
+         AND page.stream_version <= (SELECT version FROM top)
+         AND page.stream_version >= (SELECT version FROM top) - ($2::integer - 1)
+         AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
+       ORDER BY page.stream_version DESC)
+      UNION ALL
+      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+       FROM /* TEMPLATE: schema */events AS page
+       WHERE page.stream_id = $1::text
+         AND page.stream_version < (SELECT version FROM top) - ($2::integer - 1)
+         AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
+         AND (coalesce(cardinality($3::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+              WHERE counted.stream_id = $1::text
+                AND counted.stream_version <= (SELECT version FROM top)
+                AND counted.stream_version >= (SELECT version FROM top) - ($2::integer - 1)
+                AND counted.event_type = ANY($3::text[])) < $2::integer)
+       ORDER BY page.stream_version DESC
+       LIMIT $2::integer)) AS events
 CROSS JOIN runs
 CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
 ORDER BY events.stream_version DESC
+LIMIT $2::integer
 `
 
 type EventReadStreamBackwardParams struct {
 	StreamID    string
-	FromVersion int64
-	EventTypes  []string
 	MaxEvents   int32
+	EventTypes  []string
+	FromVersion int64
 }
 
 type EventReadStreamBackwardRow struct {
@@ -1099,16 +1113,17 @@ type EventReadStreamBackwardRow struct {
 	RecordedAt     time.Time
 }
 
-// As EventReadStreamForward, newest first: the runs read into arrays are
-// those of the page's range, from the stream's last version at most (a
-// read from the end asks from the largest version).
-// The page is cut first, so that only its events look for their positions.
+// As EventReadStreamForward, newest first. A read from the end asks from
+// the largest version, so the range a page can hold ends at the stream's
+// last version at most (top); the runs read into arrays are the range's.
+// The page is cut first, as the range of versions it can hold, reading on
+// below it only for what the range lacks, as in EventReadStreamForward.
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamBackward,
 		arg.StreamID,
-		arg.FromVersion,
-		arg.EventTypes,
 		arg.MaxEvents,
+		arg.EventTypes,
+		arg.FromVersion,
 	)
 	if err != nil {
 		return nil, err
