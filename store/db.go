@@ -470,7 +470,7 @@ func recordedEvent(row *dbsqlc.Event, position int64, seen *stringTable) (*core.
 	return recorded, nil
 }
 
-// streamRow is a row of a read of stream: the zero id stands for none. The
+// streamRow is a row of a stream read: the zero id stands for none. The
 // statements leave the stream's id out, which every row would repeat
 // (streams are matched exactly, so it is the one asked for).
 func streamRow(stream string, r *dbsqlc.EventReadStreamForwardRow) positionedRow {

@@ -12,7 +12,7 @@ import (
 // gives the same result or the error a caller should see. Reading a stream
 // spent a third of its client CPU in encoding/json here.
 //
-// seen, if not nil, holds strings already decoded (see strings.intern):
+// seen, if not nil, holds strings already decoded (see stringTable):
 // the events of a page mostly repeat the same header names and many of
 // their values.
 func decodeHeaders(doc []byte, seen *stringTable) (map[string]string, error) {
