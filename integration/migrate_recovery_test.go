@@ -20,7 +20,6 @@ import (
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
-	"github.com/mire-go/mire/schema"
 	"github.com/mire-go/mire/store"
 )
 
@@ -614,10 +613,13 @@ func TestMigrateRestoresSearchPath(t *testing.T) {
 	}
 	assertSearchPath("after MigrationVersion")
 
-	// The latest migration half undone: a dirty version mire will not
-	// resolve.
+	// Migration 9 half undone: a dirty version mire will not resolve.
+	if err := es.MigrateTo(ctx, 9); err != nil {
+		t.Fatal(err)
+	}
+	assertSearchPath("after MigrateTo")
 	adminExec(t, "DROP INDEX "+quoteIdent(es.Schema())+".event_log_stream_version_key")
-	markDirty(t, es.Schema(), int(schema.LatestVersion()))
+	markDirty(t, es.Schema(), 9)
 	if err := es.Migrate(ctx); !errors.Is(err, core.ErrDirtyMigration) {
 		t.Fatalf("Migrate = %v, want ErrDirtyMigration", err)
 	}

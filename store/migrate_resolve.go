@@ -16,8 +16,10 @@ import (
 // catalogObject is an object a migration creates or drops.
 type catalogObject struct {
 	kind catalogKind
-	// name is a relation, "table.column", or a function signature,
-	// unqualified.
+	// name is a relation, "table.column", a function signature, or a
+	// function signature followed by a fragment of the function's body
+	// (catalogFunctionSource, present when the body contains the fragment:
+	// for a migration that only redefines a function), unqualified.
 	name string
 	// created is true when the migration creates the object and false when
 	// it drops it.
@@ -30,6 +32,7 @@ const (
 	catalogRelation catalogKind = iota
 	catalogColumn
 	catalogFunction
+	catalogFunctionSource
 )
 
 // migrationEffects lists, per migration version V, catalog objects whose
@@ -105,6 +108,9 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogRelation, "event_log_stream_version_key", true},
 		{catalogColumn, "event_log.seq", false},
 		{catalogRelation, "event_log_seq_position_key", false},
+	},
+	10: {
+		{catalogFunctionSource, "append_refusal(text, uuid[]) ORDER BY current.stream_version DESC LIMIT 1", true},
 	},
 }
 
@@ -216,6 +222,12 @@ func (s *EventStore) catalogObjectPresent(ctx context.Context, conn *pgx.Conn, o
 	case catalogFunction:
 		// The schema is quoted; the signature is PostgreSQL's syntax.
 		return s.queries.CatalogFunctionExists(ctx, db, s.sql.quotedSchema()+"."+object.name)
+	case catalogFunctionSource:
+		signature, fragment, _ := strings.Cut(object.name, ") ")
+		return s.queries.CatalogFunctionSourceContains(ctx, db, &dbsqlc.CatalogFunctionSourceContainsParams{
+			QualifiedSignature: s.sql.quotedSchema() + "." + signature + ")",
+			Fragment:           fragment,
+		})
 	case catalogColumn:
 		table, column, _ := strings.Cut(object.name, ".")
 		return s.queries.CatalogColumnExists(ctx, db, &dbsqlc.CatalogColumnExistsParams{

@@ -50,7 +50,11 @@ FOR UPDATE;
 UPDATE /* TEMPLATE: schema */saga_instances AS s
 SET status = sqlc.arg(status)::text,
     wake_at = CASE
-        WHEN (SELECT max(e.stream_version) FROM /* TEMPLATE: schema */events AS e WHERE e.stream_id = s.stream_id)
+        -- The journal's head from the end of its index range (not max(),
+        -- which a generic plan made without statistics aggregates over the
+        -- whole journal).
+        WHEN (SELECT e.stream_version FROM /* TEMPLATE: schema */events AS e WHERE e.stream_id = s.stream_id
+              ORDER BY e.stream_version DESC LIMIT 1)
              > sqlc.arg(seen_version)::bigint THEN now()
         ELSE sqlc.narg(wake_at)::timestamptz END,
     attempts = sqlc.arg(attempts)::integer,

@@ -84,9 +84,9 @@ SELECT @stream_id::text, head.version + 1, sqlc.narg(category)::text, @event_id:
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = @stream_id::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= @min_version::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at;
@@ -102,9 +102,9 @@ SELECT sqlc.arg(stream_id)::text, head.version + 1, sqlc.narg(category)::text, s
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(sqlc.arg(stream_id)::text, sqlc.arg(lock_seed)::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = sqlc.arg(stream_id)::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = sqlc.arg(stream_id)::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= sqlc.arg(min_version)::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -145,9 +145,9 @@ SELECT @stream_id::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = @stream_id::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 -- ROWS FROM walks each array once; subscripting arrays of variable-length
 -- elements (batch.n) would walk them from the start for every event. The
 -- subquery hides the arrays' length from the planner: a custom plan would
@@ -185,9 +185,9 @@ SELECT @stream_id::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = @stream_id::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT @event_ids::uuid[])), unnest(@event_types::text[]), unnest(@data::jsonb[]),
                       unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -239,9 +239,9 @@ FROM ROWS FROM (unnest((SELECT @stream_ids::text[])), unnest(@expected_kinds::te
                 unnest(@event_types::text[]), unnest(@data::jsonb[]), unnest(@headers::jsonb[]),
                 unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
     AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
-CROSS JOIN LATERAL (SELECT coalesce(max(current.stream_version), 0) AS version
-                    FROM /* TEMPLATE: schema */events AS current
-                    WHERE current.stream_id = appends.stream_id) AS head
+CROSS JOIN LATERAL (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                                      WHERE current.stream_id = appends.stream_id
+                                      ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE (SELECT set_config('lock_timeout', @lock_timeout::text, true)) IS NOT NULL
   AND CASE appends.kind
           WHEN 'no_stream' THEN true
@@ -300,8 +300,14 @@ LEFT JOIN LATERAL (
 ORDER BY batch.n;
 
 -- name: StreamVersion :one
+-- A stream's head is read as the last entry of its stream's range of the
+-- version index, here and wherever a statement needs it, never as max():
+-- a generic plan made while the table was empty or without statistics
+-- aggregates max() over every version of the stream (the planner expects
+-- one row per stream), a read that grows with the stream.
 SELECT coalesce((
-    SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
+    SELECT stream_version FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
+    ORDER BY stream_version DESC LIMIT 1
 ), 0)::bigint AS version;
 
 -- name: StreamLock :one
@@ -310,8 +316,9 @@ SELECT coalesce((
 -- ends. Returns the stream's version once the lock is held, from a snapshot
 -- taken after it: 0 for a stream without events.
 SELECT coalesce((
-    SELECT max(stream_version) FROM /* TEMPLATE: schema */events
+    SELECT stream_version FROM /* TEMPLATE: schema */events
     WHERE stream_id = @stream_id::text
+    ORDER BY stream_version DESC LIMIT 1
 ), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock;
@@ -410,8 +417,9 @@ LIMIT sqlc.arg(max_events)::integer;
 -- positions, and the stream's version as of this statement so that a load
 -- can bound itself and detect a corrupt stream.
 SELECT coalesce((
-           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
            WHERE current.stream_id = @stream_id::text
+           ORDER BY current.stream_version DESC LIMIT 1
        ), 0)::bigint AS stream_head,
        events.stream_version,
        events.event_type,

@@ -69,6 +69,12 @@ SELECT (to_regclass(@qualified_name::text) IS NOT NULL)::boolean AS present;
 -- name: CatalogFunctionExists :one
 SELECT (to_regprocedure(@qualified_signature::text) IS NOT NULL)::boolean AS present;
 
+-- name: CatalogFunctionSourceContains :one
+SELECT coalesce((
+    SELECT strpos(p.prosrc, @fragment::text) > 0 FROM pg_catalog.pg_proc AS p
+    WHERE p.oid = to_regprocedure(@qualified_signature::text)
+), false)::boolean AS present;
+
 -- name: CatalogColumnExists :one
 SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_attribute

@@ -284,7 +284,11 @@ const sagaRelease = `-- name: SagaRelease :exec
 UPDATE /* TEMPLATE: schema */saga_instances AS s
 SET status = $1::text,
     wake_at = CASE
-        WHEN (SELECT max(e.stream_version) FROM /* TEMPLATE: schema */events AS e WHERE e.stream_id = s.stream_id)
+        -- The journal's head from the end of its index range (not max(),
+        -- which a generic plan made without statistics aggregates over the
+        -- whole journal).
+        WHEN (SELECT e.stream_version FROM /* TEMPLATE: schema */events AS e WHERE e.stream_id = s.stream_id
+              ORDER BY e.stream_version DESC LIMIT 1)
              > $2::bigint THEN now()
         ELSE $3::timestamptz END,
     attempts = $4::integer,

@@ -27,9 +27,9 @@ SELECT $1::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = $1::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT $4::uuid[])), unnest($5::text[]), unnest($6::jsonb[]),
                       unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -122,9 +122,9 @@ SELECT $1::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = $1::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT $4::uuid[])), unnest($5::text[]), unnest($6::jsonb[]),
                       unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -341,9 +341,9 @@ FROM ROWS FROM (unnest((SELECT $1::text[])), unnest($2::text[]),
                 unnest($5::text[]), unnest($6::jsonb[]), unnest($7::jsonb[]),
                 unnest($8::uuid[]), unnest($9::uuid[]))
     AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
-CROSS JOIN LATERAL (SELECT coalesce(max(current.stream_version), 0) AS version
-                    FROM /* TEMPLATE: schema */events AS current
-                    WHERE current.stream_id = appends.stream_id) AS head
+CROSS JOIN LATERAL (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                                      WHERE current.stream_id = appends.stream_id
+                                      ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE (SELECT set_config('lock_timeout', $10::text, true)) IS NOT NULL
   AND CASE appends.kind
           WHEN 'no_stream' THEN true
@@ -490,9 +490,9 @@ SELECT $1::text, head.version + 1, $2::text, $3::uuid,
        $8::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $9::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = $1::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -545,9 +545,9 @@ SELECT $1::text, head.version + 1, $2::text, $3::uuid,
        $8::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $9::bigint))) AS stream_lock
-CROSS JOIN (SELECT coalesce(max(current.stream_version), 0) AS version
-            FROM /* TEMPLATE: schema */events AS current
-            WHERE current.stream_id = $1::text) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -753,8 +753,9 @@ func (q *Queries) EventHead(ctx context.Context, db DBTX) (int64, error) {
 
 const eventLoadStream = `-- name: EventLoadStream :many
 SELECT coalesce((
-           SELECT max(current.stream_version) FROM /* TEMPLATE: schema */events AS current
+           SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
            WHERE current.stream_id = $1::text
+           ORDER BY current.stream_version DESC LIMIT 1
        ), 0)::bigint AS stream_head,
        events.stream_version,
        events.event_type,
@@ -1311,8 +1312,9 @@ func (q *Queries) EventSequence(ctx context.Context, db DBTX) (int64, error) {
 
 const streamLock = `-- name: StreamLock :one
 SELECT coalesce((
-    SELECT max(stream_version) FROM /* TEMPLATE: schema */events
+    SELECT stream_version FROM /* TEMPLATE: schema */events
     WHERE stream_id = $1::text
+    ORDER BY stream_version DESC LIMIT 1
 ), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
           hashtextextended($1::text, $2::bigint))) AS stream_lock
@@ -1336,10 +1338,16 @@ func (q *Queries) StreamLock(ctx context.Context, db DBTX, arg *StreamLockParams
 
 const streamVersion = `-- name: StreamVersion :one
 SELECT coalesce((
-    SELECT max(stream_version) FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
+    SELECT stream_version FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
+    ORDER BY stream_version DESC LIMIT 1
 ), 0)::bigint AS version
 `
 
+// A stream's head is read as the last entry of its stream's range of the
+// version index, here and wherever a statement needs it, never as max():
+// a generic plan made while the table was empty or without statistics
+// aggregates max() over every version of the stream (the planner expects
+// one row per stream), a read that grows with the stream.
 func (q *Queries) StreamVersion(ctx context.Context, db DBTX, streamID string) (int64, error) {
 	row := db.QueryRow(ctx, streamVersion, streamID)
 	var version int64

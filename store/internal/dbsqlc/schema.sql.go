@@ -42,6 +42,25 @@ func (q *Queries) CatalogFunctionExists(ctx context.Context, db DBTX, qualifiedS
 	return present, err
 }
 
+const catalogFunctionSourceContains = `-- name: CatalogFunctionSourceContains :one
+SELECT coalesce((
+    SELECT strpos(p.prosrc, $1::text) > 0 FROM pg_catalog.pg_proc AS p
+    WHERE p.oid = to_regprocedure($2::text)
+), false)::boolean AS present
+`
+
+type CatalogFunctionSourceContainsParams struct {
+	Fragment           string
+	QualifiedSignature string
+}
+
+func (q *Queries) CatalogFunctionSourceContains(ctx context.Context, db DBTX, arg *CatalogFunctionSourceContainsParams) (bool, error) {
+	row := db.QueryRow(ctx, catalogFunctionSourceContains, arg.Fragment, arg.QualifiedSignature)
+	var present bool
+	err := row.Scan(&present)
+	return present, err
+}
+
 const catalogRelationExists = `-- name: CatalogRelationExists :one
 
 SELECT (to_regclass($1::text) IS NOT NULL)::boolean AS present

@@ -1,0 +1,259 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mire-go/mire/core"
+	"github.com/mire-go/mire/integration/pgenv"
+	"github.com/mire-go/mire/store"
+)
+
+// The statements that read a stream's head (its last version) cost the same
+// on a long stream as on a short one, with the plans PostgreSQL made while
+// the table was nearly empty and without statistics: the plans a prepared
+// statement keeps for the life of a connection opened early, and
+// PL/pgSQL's for the life of its session. Written as max(stream_version),
+// the head was planned as an aggregate over every version of the stream
+// (the planner expected one row per stream), so a refused append, a stream
+// version, a load or an append of a batch read the whole stream.
+//
+// The store's statements are recorded as it sends them, on a short and on a
+// long stream of one schema, and each is then run with a generic plan made
+// on the short stream's arguments, before the long stream existed (a write
+// in a transaction rolled back).
+func TestStreamHeadReadsCostTheSameOnLongStreams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	config, err := pgxpool.ParseConfig(pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := &statementRecorder{}
+	config.ConnConfig.Tracer = recorded
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// Alone, so that each single-event append runs its own statement.
+	es := pgenv.NewStore(t, pool, &store.Config{Registry: bankRegistry(), ReadPageSize: 10, SoloAppends: -1})
+	conn, err := pgx.Connect(ctx, pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx) //nolint:errcheck // a test connection
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+
+	grow := func(stream string, events int) {
+		batch := make([]core.Event, 100)
+		for i := range batch {
+			batch[i] = core.NewEvent(Deposited{Amount: 1})
+		}
+		for appended := 0; appended < events; appended += len(batch) {
+			batch := batch[:min(len(batch), events-appended)]
+			if _, err := es.Append(ctx, stream, core.Any, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Every statement that reads the head of id's stream, each once; the
+	// stream's length stays a multiple of the page size before a load, so
+	// that a load's last page holds as many events on either stream.
+	exercise := func(id string) map[string]recordedStatement {
+		stream := "account-" + id
+		recorded.start()
+		head, err := es.StreamVersion(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deposit := func() core.Event { return core.NewEvent(Deposited{Amount: 1}) }
+		for _, append := range []struct {
+			expected core.ExpectedVersion
+			events   []core.Event
+		}{
+			{core.Exact(head), []core.Event{deposit()}},                // EventAppendExact
+			{core.Any, []core.Event{deposit()}},                        // EventAppendNext
+			{core.Exact(head + 2), []core.Event{deposit(), deposit()}}, // EventAppendAtomic
+		} {
+			if _, err := es.Append(ctx, stream, append.expected, append.events...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Refused, and asked why (EventAppendRefused); the stream is hot
+		// now, so the next append says why itself if refused
+		// (EventAppendExactExplained, refused when run again below).
+		var conflict *core.VersionConflictError
+		if _, err := es.Append(ctx, stream, core.Exact(head), deposit()); !errors.As(err, &conflict) {
+			t.Fatalf("append at a stale version: %v, want a version conflict", err)
+		}
+		if _, err := es.Append(ctx, stream, core.Exact(head+4), deposit()); err != nil {
+			t.Fatal(err)
+		}
+		// StreamLock and EventLoadStream, then EventAppend in the scope.
+		err = es.InScope(ctx, func(scope *store.Scope) error {
+			root, err := store.LoadForUpdate[Account](ctx, scope, id)
+			if err != nil {
+				return err
+			}
+			root.RecordEvent(deposit())
+			root.RecordEvent(deposit())
+			_, err = store.Save(ctx, scope, root)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Pages of the stream's last versions, both ways.
+		if _, err := es.ReadEvents(ctx, core.StreamQuery{StreamID: stream, FromVersion: head - 9}); err != nil {
+			t.Fatal(err)
+		}
+		back := core.StreamQuery{StreamID: stream, Direction: core.Backward, FromVersion: math.MaxInt64, Limit: 10}
+		if _, err := es.ReadEvents(ctx, back); err != nil {
+			t.Fatal(err)
+		}
+		return recorded.stop()
+	}
+
+	grow("account-short", 100)
+	short := exercise("short")
+	costs := map[string]int{}
+	for name, statement := range short {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("PREPARE %s AS %s", pgx.Identifier{name}.Sanitize(), statement.sql)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// Twice: a statement's first run also reads what the session
+		// caches (index metapages, the sequence).
+		explainExecute(t, conn, name, statement.args)
+		costs[name] = explainExecute(t, conn, name, statement.args)
+	}
+	grow("account-long", 20_000)
+	long := exercise("long")
+	for _, name := range []string{"StreamVersion", "EventAppendExact", "EventAppendNext", "EventAppendAtomic",
+		"EventAppendRefused", "EventAppendExactExplained", "StreamLock", "EventLoadStream", "EventAppend",
+		"EventReadStreamForward", "EventReadStreamBackward"} {
+		if _, ok := short[name]; !ok {
+			t.Errorf("%s: not sent on the short stream", name)
+			continue
+		}
+		statement, ok := long[name]
+		if !ok {
+			t.Errorf("%s: not sent on the long stream", name)
+			continue
+		}
+		cost := explainExecute(t, conn, name, statement.args)
+		t.Logf("%s: %d buffers on a stream of 100 events, %d on one of 20,000", name, costs[name], cost)
+		// A level more in each index the statement descends is all the
+		// longer stream may cost; the whole stream is hundreds of pages.
+		if cost > costs[name]+10 {
+			t.Errorf("%s: %d buffers on a stream of 20,000 events, against %d on one of 100", name, cost, costs[name])
+		}
+	}
+}
+
+// statementRecorder is a pgx tracer that keeps the last call of each of the
+// store's named statements (sqlc's "-- name: X" comment) while it records.
+type statementRecorder struct {
+	mu        sync.Mutex
+	recording bool
+	calls     map[string]recordedStatement
+}
+
+type recordedStatement struct {
+	sql  string
+	args []any
+}
+
+func (r *statementRecorder) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recording, r.calls = true, map[string]recordedStatement{}
+}
+
+func (r *statementRecorder) stop() map[string]recordedStatement {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recording = false
+	return r.calls
+}
+
+func (r *statementRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	name, ok := strings.CutPrefix(data.SQL, "-- name: ")
+	if !ok {
+		return ctx
+	}
+	name, _, _ = strings.Cut(name, " ")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.recording {
+		r.calls[name] = recordedStatement{sql: data.SQL, args: slices.Clone(data.Args)}
+	}
+	return ctx
+}
+
+func (*statementRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// explainExecute runs the statement prepared as name with args, in a
+// transaction rolled back, and returns the buffers it touched. EXPLAIN
+// takes no parameters, so args are written as literals of the statement's
+// parameter types, in their text form.
+func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) int {
+	t.Helper()
+	ctx := context.Background()
+	var oids []uint32
+	var types []string
+	err := conn.QueryRow(ctx, "SELECT parameter_types::oid[], parameter_types::text[] FROM pg_prepared_statements WHERE name = $1",
+		name).Scan(&oids, &types)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if len(oids) != len(args) {
+		t.Fatalf("%s: %d parameters, %d arguments", name, len(oids), len(args))
+	}
+	literals := make([]string, len(args))
+	for i, arg := range args {
+		text, err := conn.TypeMap().Encode(oids[i], pgtype.TextFormatCode, arg, nil)
+		if err != nil {
+			t.Fatalf("%s: argument %d: %v", name, i+1, err)
+		}
+		literal := "NULL"
+		if text != nil {
+			literal = "'" + strings.ReplaceAll(string(text), "'", "''") + "'"
+		}
+		literals[i] = literal + "::" + types[i]
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // only ever rolled back
+	var raw []byte
+	err = tx.QueryRow(ctx, fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE %s(%s)",
+		pgx.Identifier{name}.Sanitize(), strings.Join(literals, ", "))).Scan(&raw)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var plan []struct {
+		Plan struct {
+			SharedHit  int `json:"Shared Hit Blocks"`
+			SharedRead int `json:"Shared Read Blocks"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) != 1 {
+		t.Fatalf("EXPLAIN output %s: %v", raw, err)
+	}
+	return plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
+}
