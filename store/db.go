@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -352,17 +354,21 @@ var readStatements = map[readKey]readStatement{
 	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamForwardRow) positionedRow {
-			return streamRow(p.query.StreamID, r)
-		})
+		if err != nil {
+			return nil, err
+		}
+		return streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }), nil
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+		if err != nil {
+			return nil, err
+		}
 		// The two statements return the same columns.
-		return positionedRows(rows, err, func(r *dbsqlc.EventReadStreamBackwardRow) positionedRow {
-			return streamRow(p.query.StreamID, (*dbsqlc.EventReadStreamForwardRow)(r))
-		})
+		return streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+			return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
+		}), nil
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
@@ -470,13 +476,62 @@ func recordedEvent(row *dbsqlc.Event, position int64, seen *stringTable) (*core.
 	return recorded, nil
 }
 
-// streamRow is a row of a stream read: the zero id stands for none. The
-// statements leave the stream's id out, which every row would repeat
-// (streams are matched exactly, so it is the one asked for).
-func streamRow(stream string, r *dbsqlc.EventReadStreamForwardRow) positionedRow {
-	return positionedRow{dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
-		EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
-		CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition}
+// streamPage is the page of a stream read's rows: its events, in the
+// read's order, each placed in the log by the runs that came with them
+// (see EventReadStreamForward). The zero id stands for none. The statements
+// leave the stream's id out, which every row would repeat (streams are
+// matched exactly, so it is the one asked for).
+func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.EventReadStreamForwardRow) []positionedRow {
+	var runs []logRun
+	page := make([]positionedRow, 0, n)
+	for i := range n {
+		r := row(i)
+		if r.RunEvents > 0 {
+			runs = append(runs, logRun{firstVersion: r.StreamVersion, position: r.GlobalPosition, events: int64(r.RunEvents)})
+			continue
+		}
+		page = append(page, positionedRow{dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
+			EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
+			CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition})
+	}
+	// SQL orders the events among themselves but not against the runs:
+	// PostgreSQL returns the branches of a UNION ALL one after the other,
+	// which nothing promises.
+	slices.SortFunc(runs, func(a, b logRun) int { return cmp.Compare(a.firstVersion, b.firstVersion) })
+	byVersion := func(a, b positionedRow) int { return cmp.Compare(a.event.StreamVersion, b.event.StreamVersion) }
+	if !forward {
+		byVersion = func(a, b positionedRow) int { return cmp.Compare(b.event.StreamVersion, a.event.StreamVersion) }
+	}
+	if !slices.IsSortedFunc(page, byVersion) {
+		slices.SortFunc(page, byVersion)
+	}
+	for i := range page {
+		if page[i].position == 0 {
+			page[i].position = placeInRuns(runs, page[i].event.StreamVersion)
+		}
+	}
+	return page
+}
+
+// logRun is an event_log row of one stream: events firstVersion to
+// firstVersion+events-1, at consecutive positions from position.
+type logRun struct {
+	firstVersion, position, events int64
+}
+
+// placeInRuns returns the position of a stream's version from the stream's
+// runs in order of version, 0 when none holds it (not numbered yet). A
+// stream's runs never overlap: the version's run is the last one starting
+// at or before it, if the version is in it.
+func placeInRuns(runs []logRun, version int64) int64 {
+	i, found := slices.BinarySearchFunc(runs, version, func(r logRun, v int64) int { return cmp.Compare(r.firstVersion, v) })
+	if !found {
+		i--
+	}
+	if i < 0 || version >= runs[i].firstVersion+runs[i].events {
+		return 0
+	}
+	return runs[i].position + version - runs[i].firstVersion
 }
 
 // nonZeroID is id, or nil for the zero id, which stands for none.

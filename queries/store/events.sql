@@ -333,83 +333,81 @@ FROM (SELECT pg_advisory_xact_lock(
 -- of them NULL: the zero id stands for none, as appends store it, and each
 -- row scans without allocating for nullable columns.
 --
--- Positions come from the runs of the page's range of versions, read once
--- into arrays (one short scan of the log's stream index, whatever the
--- number of events), and each event finds its run by binary search
--- (width_bucket): a stream's runs never overlap, so an event's run is the
--- last one that starts at or before it, if the event is in it. A probe of
--- the index per event cost about as much as reading the event. The arrays
--- only spare probes: an event they do not place is looked up alone.
-WITH runs AS MATERIALIZED (
-    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
-           array_agg(run.global_position ORDER BY run.first_version) AS positions,
-           array_agg(run.event_count ORDER BY run.first_version) AS counts
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = sqlc.arg(stream_id)::text
-      AND run.first_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
-      -- From the run that holds the first version of the range, if any.
-      AND run.first_version >= coalesce((
-          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
-          WHERE earlier.stream_id = sqlc.arg(stream_id)::text AND earlier.first_version <= sqlc.arg(from_version)::bigint
-          ORDER BY earlier.first_version DESC
-          LIMIT 1), sqlc.arg(from_version)::bigint)
-)
-SELECT coalesce(CASE
-            -- Outside the arrays' runs (an event not numbered yet, or past
-            -- the range: the second part of the page below), the event
-            -- looks its run up: the run holding it starts at its batch's
-            -- first version (an event appended alone starts its own run).
-            -- The limit keeps the subquery from being flattened into a
-            -- join, which the planner made a hash join over the whole log
-            -- when the log had no statistics.
-            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+-- The page's events come with the log's runs that hold them, as rows of
+-- their own (run_events > 0: a run's first version, position and event
+-- count, every other column a placeholder), and the store places each
+-- event in its run: a stream's runs never overlap, so an event's run is
+-- the last one that starts at or before it, if the event is in it. The
+-- runs are read in one short scan of the log's stream index, from the run
+-- that holds the first version of the page's range to its last version,
+-- whatever the number of events. Computing each event's position here
+-- (a probe of the index per event, then a binary search in arrays of the
+-- runs) cost the server as much as reading the event. Only an event read
+-- past the range (the second part of the page below) comes with its
+-- position, looked up alone.
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- The run holding the event starts at its batch's first
+                -- version (an event appended alone starts its own run). The
+                -- limit keeps the subquery from being flattened into a
+                -- join, which the planner made a hash join over the whole
+                -- log when the log had no statistics.
                 SELECT run.global_position + (events.stream_version - run.first_version)
                 FROM /* TEMPLATE: schema */event_log AS run
-                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                WHERE run.stream_id = sqlc.arg(stream_id)::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
                   AND events.stream_version < run.first_version + run.event_count
-                LIMIT 1)
-            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
-        END, 0)::bigint AS global_position,
-       events.stream_version,
-       events.event_id, events.event_type, events.data, events.headers,
-       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
-       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
-       events.recorded_at
--- The page is cut first, so that only its events look for their positions,
--- and as the range of versions it can hold (versions are gapless): a
--- bounded range keeps the statement to one page of rows whatever plan
--- PostgreSQL picks. With statistics that predate the stream it sorted every
--- later version of the stream for each page, a read quadratic in the
--- stream's length. Only when the range holds fewer events than the page
--- (the stream ends in it, a type filter, or a version missing) does the
--- second part read on past it, for what the page still lacks; without a
--- type filter it reads its first event and no more while the range lasts.
--- With one, its first match could lie anywhere past the range, so it first
--- counts the range's matches: a one-time filter, decided before that part
--- scans anything.
-FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = sqlc.arg(stream_id)::text
-         AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
-       ORDER BY page.stream_version)
-      UNION ALL
-      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = sqlc.arg(stream_id)::text AND page.stream_version > least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
-              WHERE counted.stream_id = sqlc.arg(stream_id)::text
-                AND counted.stream_version >= sqlc.arg(from_version)::bigint AND counted.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
-                AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR counted.event_type = ANY(sqlc.arg(event_types)::text[]))) < sqlc.arg(max_events)::integer)
-       ORDER BY page.stream_version
-       LIMIT sqlc.arg(max_events)::integer)) AS events
-CROSS JOIN runs
-CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
-ORDER BY events.stream_version
-LIMIT sqlc.arg(max_events)::integer;
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold (versions
+ -- are gapless): a bounded range keeps the statement to one page of rows
+ -- whatever plan PostgreSQL picks. With statistics that predate the stream
+ -- it sorted every later version of the stream for each page, a read
+ -- quadratic in the stream's length. Only when the range holds fewer events
+ -- than the page (the stream ends in it, a type filter, or a version
+ -- missing) does the second part read on past it, for what the page still
+ -- lacks; without a type filter it reads its first event and no more while
+ -- the range lasts. With one, its first match could lie anywhere past the
+ -- range, so it first counts the range's matches: a one-time filter,
+ -- decided before that part scans anything.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+        ORDER BY page.stream_version)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text AND page.stream_version > least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = sqlc.arg(stream_id)::text
+                 AND counted.stream_version >= sqlc.arg(from_version)::bigint AND counted.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+                 AND counted.event_type = ANY(sqlc.arg(event_types)::text[])) < sqlc.arg(max_events)::integer)
+        ORDER BY page.stream_version
+        LIMIT sqlc.arg(max_events)::integer)) AS events
+ ORDER BY events.stream_version
+ LIMIT sqlc.arg(max_events)::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+  -- From the run that holds the first version of the range, if any.
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text AND earlier.first_version <= sqlc.arg(from_version)::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), sqlc.arg(from_version)::bigint);
 
 -- name: EventLoadStream :many
 -- One page of a stream for loading an aggregate: only what replaying needs
@@ -434,73 +432,68 @@ LIMIT @max_events::integer;
 -- name: EventReadStreamBackward :many
 -- As EventReadStreamForward, newest first. A read from the end asks from
 -- the largest version, so the range a page can hold ends at the stream's
--- last version at most (top); the runs read into arrays are the range's.
+-- last version at most (top); the runs that come with the page are the
+-- range's.
 WITH top AS MATERIALIZED (
     SELECT least(sqlc.arg(from_version)::bigint, coalesce((
         SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
         WHERE last.stream_id = sqlc.arg(stream_id)::text
         ORDER BY last.stream_version DESC
         LIMIT 1), 0)) AS version
-), runs AS MATERIALIZED (
-    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
-           array_agg(run.global_position ORDER BY run.first_version) AS positions,
-           array_agg(run.event_count ORDER BY run.first_version) AS counts
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = sqlc.arg(stream_id)::text
-      AND run.first_version <= (SELECT version FROM top)
-      AND run.first_version >= coalesce((
-          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
-          WHERE earlier.stream_id = sqlc.arg(stream_id)::text
-            AND earlier.first_version <= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
-          ORDER BY earlier.first_version DESC
-          LIMIT 1), (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1))
 )
-SELECT coalesce(CASE
-            -- Outside the arrays' runs, as in EventReadStreamForward.
-            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- As in EventReadStreamForward.
                 SELECT run.global_position + (events.stream_version - run.first_version)
                 FROM /* TEMPLATE: schema */event_log AS run
-                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                WHERE run.stream_id = sqlc.arg(stream_id)::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
                   AND events.stream_version < run.first_version + run.event_count
-                LIMIT 1)
-            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
-        END, 0)::bigint AS global_position,
-       events.stream_version,
-       events.event_id, events.event_type, events.data, events.headers,
-       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
-       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
-       events.recorded_at
--- The page is cut first, as the range of versions it can hold, reading on
--- below it only for what the range lacks, as in EventReadStreamForward.
-FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = sqlc.arg(stream_id)::text
-         AND page.stream_version <= (SELECT version FROM top)
-         AND page.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
-       ORDER BY page.stream_version DESC)
-      UNION ALL
-      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = sqlc.arg(stream_id)::text
-         AND page.stream_version < (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
-         AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
-              WHERE counted.stream_id = sqlc.arg(stream_id)::text
-                AND counted.stream_version <= (SELECT version FROM top)
-                AND counted.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
-                AND counted.event_type = ANY(sqlc.arg(event_types)::text[])) < sqlc.arg(max_events)::integer)
-       ORDER BY page.stream_version DESC
-       LIMIT sqlc.arg(max_events)::integer)) AS events
-CROSS JOIN runs
-CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
-ORDER BY events.stream_version DESC
-LIMIT sqlc.arg(max_events)::integer;
-
--- Whole-log and category pages come from functions whose settings pin the
--- index-driven plan (see schema/migrations/000005_read_plans.up.sql).
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold, reading on
+ -- below it only for what the range lacks, as in EventReadStreamForward.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version <= (SELECT version FROM top)
+          AND page.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+        ORDER BY page.stream_version DESC)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version < (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = sqlc.arg(stream_id)::text
+                 AND counted.stream_version <= (SELECT version FROM top)
+                 AND counted.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+                 AND counted.event_type = ANY(sqlc.arg(event_types)::text[])) < sqlc.arg(max_events)::integer)
+        ORDER BY page.stream_version DESC
+        LIMIT sqlc.arg(max_events)::integer)) AS events
+ ORDER BY events.stream_version DESC
+ LIMIT sqlc.arg(max_events)::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= (SELECT version FROM top)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text
+        AND earlier.first_version <= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1));
 
 -- name: EventReadAllForward :many
 SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);

@@ -869,7 +869,6 @@ func (q *Queries) EventReadAllBackward(ctx context.Context, db DBTX, arg *EventR
 }
 
 const eventReadAllForward = `-- name: EventReadAllForward :many
-
 SELECT global_position, seq, stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id, recorded_at, xid FROM /* TEMPLATE: schema */read_log_forward($1::bigint, $2::text[], $3::integer, $4::integer, $5::integer)
 `
 
@@ -881,8 +880,6 @@ type EventReadAllForwardParams struct {
 	PartitionIndex int32
 }
 
-// Whole-log and category pages come from functions whose settings pin the
-// index-driven plan (see schema/migrations/000005_read_plans.up.sql).
 func (q *Queries) EventReadAllForward(ctx context.Context, db DBTX, arg *EventReadAllForwardParams) ([]*PositionedEvent, error) {
 	rows, err := db.Query(ctx, eventReadAllForward,
 		arg.FromPosition,
@@ -1033,78 +1030,78 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
 WITH top AS MATERIALIZED (
-    SELECT least($4::bigint, coalesce((
+    SELECT least($1::bigint, coalesce((
         SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
-        WHERE last.stream_id = $1::text
+        WHERE last.stream_id = $2::text
         ORDER BY last.stream_version DESC
         LIMIT 1), 0)) AS version
-), runs AS MATERIALIZED (
-    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
-           array_agg(run.global_position ORDER BY run.first_version) AS positions,
-           array_agg(run.event_count ORDER BY run.first_version) AS counts
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = $1::text
-      AND run.first_version <= (SELECT version FROM top)
-      AND run.first_version >= coalesce((
-          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
-          WHERE earlier.stream_id = $1::text
-            AND earlier.first_version <= (SELECT version FROM top) - ($2::integer - 1)
-          ORDER BY earlier.first_version DESC
-          LIMIT 1), (SELECT version FROM top) - ($2::integer - 1))
 )
-SELECT coalesce(CASE
-            -- Outside the arrays' runs, as in EventReadStreamForward.
-            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- As in EventReadStreamForward.
                 SELECT run.global_position + (events.stream_version - run.first_version)
                 FROM /* TEMPLATE: schema */event_log AS run
-                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                WHERE run.stream_id = $2::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
                   AND events.stream_version < run.first_version + run.event_count
-                LIMIT 1)
-            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
-        END, 0)::bigint AS global_position,
-       events.stream_version,
-       events.event_id, events.event_type, events.data, events.headers,
-       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
-       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
-       events.recorded_at
-FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = $1::text
-         AND page.stream_version <= (SELECT version FROM top)
-         AND page.stream_version >= (SELECT version FROM top) - ($2::integer - 1)
-         AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
-       ORDER BY page.stream_version DESC)
-      UNION ALL
-      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = $1::text
-         AND page.stream_version < (SELECT version FROM top) - ($2::integer - 1)
-         AND (coalesce(cardinality($3::text[]), 0) = 0 OR page.event_type = ANY($3::text[]))
-         AND (coalesce(cardinality($3::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
-              WHERE counted.stream_id = $1::text
-                AND counted.stream_version <= (SELECT version FROM top)
-                AND counted.stream_version >= (SELECT version FROM top) - ($2::integer - 1)
-                AND counted.event_type = ANY($3::text[])) < $2::integer)
-       ORDER BY page.stream_version DESC
-       LIMIT $2::integer)) AS events
-CROSS JOIN runs
-CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
-ORDER BY events.stream_version DESC
-LIMIT $2::integer
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold, reading on
+ -- below it only for what the range lacks, as in EventReadStreamForward.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $2::text
+          AND page.stream_version <= (SELECT version FROM top)
+          AND page.stream_version >= (SELECT version FROM top) - ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+        ORDER BY page.stream_version DESC)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $2::text
+          AND page.stream_version < (SELECT version FROM top) - ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = $2::text
+                 AND counted.stream_version <= (SELECT version FROM top)
+                 AND counted.stream_version >= (SELECT version FROM top) - ($3::integer - 1)
+                 AND counted.event_type = ANY($4::text[])) < $3::integer)
+        ORDER BY page.stream_version DESC
+        LIMIT $3::integer)) AS events
+ ORDER BY events.stream_version DESC
+ LIMIT $3::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $2::text
+  AND run.first_version <= (SELECT version FROM top)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $2::text
+        AND earlier.first_version <= (SELECT version FROM top) - ($3::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), (SELECT version FROM top) - ($3::integer - 1))
 `
 
 type EventReadStreamBackwardParams struct {
+	FromVersion int64
 	StreamID    string
 	MaxEvents   int32
 	EventTypes  []string
-	FromVersion int64
 }
 
 type EventReadStreamBackwardRow struct {
 	GlobalPosition int64
 	StreamVersion  int64
+	RunEvents      int32
 	EventID        [16]byte
 	EventType      string
 	Data           []byte
@@ -1116,15 +1113,14 @@ type EventReadStreamBackwardRow struct {
 
 // As EventReadStreamForward, newest first. A read from the end asks from
 // the largest version, so the range a page can hold ends at the stream's
-// last version at most (top); the runs read into arrays are the range's.
-// The page is cut first, as the range of versions it can hold, reading on
-// below it only for what the range lacks, as in EventReadStreamForward.
+// last version at most (top); the runs that come with the page are the
+// range's.
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamBackward,
+		arg.FromVersion,
 		arg.StreamID,
 		arg.MaxEvents,
 		arg.EventTypes,
-		arg.FromVersion,
 	)
 	if err != nil {
 		return nil, err
@@ -1136,6 +1132,7 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 		if err := rows.Scan(
 			&i.GlobalPosition,
 			&i.StreamVersion,
+			&i.RunEvents,
 			&i.EventID,
 			&i.EventType,
 			&i.Data,
@@ -1156,64 +1153,69 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-WITH runs AS MATERIALIZED (
-    SELECT array_agg(run.first_version ORDER BY run.first_version) AS starts,
-           array_agg(run.global_position ORDER BY run.first_version) AS positions,
-           array_agg(run.event_count ORDER BY run.first_version) AS counts
-    FROM /* TEMPLATE: schema */event_log AS run
-    WHERE run.stream_id = $1::text
-      AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
-      -- From the run that holds the first version of the range, if any.
-      AND run.first_version >= coalesce((
-          SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
-          WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
-          ORDER BY earlier.first_version DESC
-          LIMIT 1), $2::bigint)
-)
-SELECT coalesce(CASE
-            -- Outside the arrays' runs (an event not numbered yet, or past
-            -- the range: the second part of the page below), the event
-            -- looks its run up: the run holding it starts at its batch's
-            -- first version (an event appended alone starts its own run).
-            -- The limit keeps the subquery from being flattened into a
-            -- join, which the planner made a hash join over the whole log
-            -- when the log had no statistics.
-            WHEN at.run IS NULL OR at.run = 0 OR events.stream_version >= runs.starts[at.run] + runs.counts[at.run] THEN (
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- The run holding the event starts at its batch's first
+                -- version (an event appended alone starts its own run). The
+                -- limit keeps the subquery from being flattened into a
+                -- join, which the planner made a hash join over the whole
+                -- log when the log had no statistics.
                 SELECT run.global_position + (events.stream_version - run.first_version)
                 FROM /* TEMPLATE: schema */event_log AS run
-                WHERE run.stream_id = events.stream_id AND run.first_version = coalesce(events.run_start, events.stream_version)
+                WHERE run.stream_id = $1::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
                   AND events.stream_version < run.first_version + run.event_count
-                LIMIT 1)
-            ELSE runs.positions[at.run] + (events.stream_version - runs.starts[at.run])
-        END, 0)::bigint AS global_position,
-       events.stream_version,
-       events.event_id, events.event_type, events.data, events.headers,
-       coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000')::uuid AS correlation_id,
-       coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000')::uuid AS causation_id,
-       events.recorded_at
-FROM ((SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = $1::text
-         AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
-         AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
-       ORDER BY page.stream_version)
-      UNION ALL
-      (SELECT page.stream_id, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
-                page.correlation_id, page.causation_id, page.recorded_at, page.run_start
-       FROM /* TEMPLATE: schema */events AS page
-       WHERE page.stream_id = $1::text AND page.stream_version > least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
-         AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
-         AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
-              WHERE counted.stream_id = $1::text
-                AND counted.stream_version >= $2::bigint AND counted.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
-                AND (coalesce(cardinality($4::text[]), 0) = 0 OR counted.event_type = ANY($4::text[]))) < $3::integer)
-       ORDER BY page.stream_version
-       LIMIT $3::integer)) AS events
-CROSS JOIN runs
-CROSS JOIN LATERAL (SELECT width_bucket(events.stream_version, runs.starts) AS run) AS at
-ORDER BY events.stream_version
-LIMIT $3::integer
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold (versions
+ -- are gapless): a bounded range keeps the statement to one page of rows
+ -- whatever plan PostgreSQL picks. With statistics that predate the stream
+ -- it sorted every later version of the stream for each page, a read
+ -- quadratic in the stream's length. Only when the range holds fewer events
+ -- than the page (the stream ends in it, a type filter, or a version
+ -- missing) does the second part read on past it, for what the page still
+ -- lacks; without a type filter it reads its first event and no more while
+ -- the range lasts. With one, its first match could lie anywhere past the
+ -- range, so it first counts the range's matches: a one-time filter,
+ -- decided before that part scans anything.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $1::text
+          AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+        ORDER BY page.stream_version)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $1::text AND page.stream_version > least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = $1::text
+                 AND counted.stream_version >= $2::bigint AND counted.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+                 AND counted.event_type = ANY($4::text[])) < $3::integer)
+        ORDER BY page.stream_version
+        LIMIT $3::integer)) AS events
+ ORDER BY events.stream_version
+ LIMIT $3::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+  -- From the run that holds the first version of the range, if any.
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), $2::bigint)
 `
 
 type EventReadStreamForwardParams struct {
@@ -1226,6 +1228,7 @@ type EventReadStreamForwardParams struct {
 type EventReadStreamForwardRow struct {
 	GlobalPosition int64
 	StreamVersion  int64
+	RunEvents      int32
 	EventID        [16]byte
 	EventType      string
 	Data           []byte
@@ -1243,25 +1246,18 @@ type EventReadStreamForwardRow struct {
 // of them NULL: the zero id stands for none, as appends store it, and each
 // row scans without allocating for nullable columns.
 //
-// Positions come from the runs of the page's range of versions, read once
-// into arrays (one short scan of the log's stream index, whatever the
-// number of events), and each event finds its run by binary search
-// (width_bucket): a stream's runs never overlap, so an event's run is the
-// last one that starts at or before it, if the event is in it. A probe of
-// the index per event cost about as much as reading the event. The arrays
-// only spare probes: an event they do not place is looked up alone.
-// The page is cut first, so that only its events look for their positions,
-// and as the range of versions it can hold (versions are gapless): a
-// bounded range keeps the statement to one page of rows whatever plan
-// PostgreSQL picks. With statistics that predate the stream it sorted every
-// later version of the stream for each page, a read quadratic in the
-// stream's length. Only when the range holds fewer events than the page
-// (the stream ends in it, a type filter, or a version missing) does the
-// second part read on past it, for what the page still lacks; without a
-// type filter it reads its first event and no more while the range lasts.
-// With one, its first match could lie anywhere past the range, so it first
-// counts the range's matches: a one-time filter, decided before that part
-// scans anything.
+// The page's events come with the log's runs that hold them, as rows of
+// their own (run_events > 0: a run's first version, position and event
+// count, every other column a placeholder), and the store places each
+// event in its run: a stream's runs never overlap, so an event's run is
+// the last one that starts at or before it, if the event is in it. The
+// runs are read in one short scan of the log's stream index, from the run
+// that holds the first version of the page's range to its last version,
+// whatever the number of events. Computing each event's position here
+// (a probe of the index per event, then a binary search in arrays of the
+// runs) cost the server as much as reading the event. Only an event read
+// past the range (the second part of the page below) comes with its
+// position, looked up alone.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
@@ -1279,6 +1275,7 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 		if err := rows.Scan(
 			&i.GlobalPosition,
 			&i.StreamVersion,
+			&i.RunEvents,
 			&i.EventID,
 			&i.EventType,
 			&i.Data,
