@@ -117,13 +117,19 @@ func TestStreamHeadReadsCostTheSameOnLongStreams(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Pages of the stream's last versions, both ways.
-		if _, err := es.ReadEvents(ctx, core.StreamQuery{StreamID: stream, FromVersion: head - 9}); err != nil {
+		// Pages of the stream's last versions, both ways, with and without a
+		// type filter (EventReadStream*, EventReadStreamRange*).
+		if _, err := es.Sequence(ctx); err != nil {
 			t.Fatal(err)
 		}
-		back := core.StreamQuery{StreamID: stream, Direction: core.Backward, FromVersion: math.MaxInt64, Limit: 10}
-		if _, err := es.ReadEvents(ctx, back); err != nil {
-			t.Fatal(err)
+		for _, types := range [][]string{nil, {"account.deposited"}} {
+			if _, err := es.ReadEvents(ctx, core.StreamQuery{StreamID: stream, FromVersion: head - 9, EventTypes: types}); err != nil {
+				t.Fatal(err)
+			}
+			back := core.StreamQuery{StreamID: stream, Direction: core.Backward, FromVersion: math.MaxInt64, Limit: 10, EventTypes: types}
+			if _, err := es.ReadEvents(ctx, back); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return recorded.stop()
 	}
@@ -144,7 +150,7 @@ func TestStreamHeadReadsCostTheSameOnLongStreams(t *testing.T) {
 	long := exercise("long")
 	for _, name := range []string{"StreamVersion", "EventAppendExact", "EventAppendNext", "EventAppendAtomic",
 		"EventAppendRefused", "EventAppendExactExplained", "StreamLock", "EventLoadStream", "EventAppend",
-		"EventReadStreamForward", "EventReadStreamBackward"} {
+		"EventReadStreamForward", "EventReadStreamBackward", "EventReadStreamRangeForward", "EventReadStreamRangeBackward"} {
 		if _, ok := short[name]; !ok {
 			t.Errorf("%s: not sent on the short stream", name)
 			continue
@@ -241,8 +247,11 @@ func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) int {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // only ever rolled back
 	var raw []byte
-	err = tx.QueryRow(ctx, fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE %s(%s)",
-		pgx.Identifier{name}.Sanitize(), strings.Join(literals, ", "))).Scan(&raw)
+	execute := "EXECUTE " + pgx.Identifier{name}.Sanitize()
+	if len(literals) > 0 {
+		execute += "(" + strings.Join(literals, ", ") + ")"
+	}
+	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+execute).Scan(&raw)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}

@@ -352,23 +352,53 @@ const (
 // the whole log, forward or backward.
 var readStatements = map[readKey]readStatement{
 	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+		if len(p.types) == 0 {
+			rows, err := q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
+				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
+			if err != nil {
+				return nil, err
+			}
+			// The statements return the same columns.
+			page, head := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
+			})
+			if int64(len(page)) == min(max(head-p.from+1, 0), int64(p.maxCount)) {
+				return page, nil
+			}
+			// Versions missing in the range: read on past them.
+		}
 		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		if err != nil {
 			return nil, err
 		}
-		return streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }), nil
+		page, _ := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] })
+		return page, nil
 	},
 	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+		if len(p.types) == 0 {
+			rows, err := q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
+				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
+			if err != nil {
+				return nil, err
+			}
+			page, head := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
+			})
+			// The range is versions 1 to min(from, head), its last maxCount.
+			if int64(len(page)) == min(max(min(p.from, head), 0), int64(p.maxCount)) {
+				return page, nil
+			}
+		}
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
 			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
 		if err != nil {
 			return nil, err
 		}
-		// The two statements return the same columns.
-		return streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+		page, _ := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
 			return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-		}), nil
+		})
+		return page, nil
 	},
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
@@ -478,25 +508,31 @@ func recordedEvent(row *dbsqlc.Event, position int64, seen *stringTable) (*core.
 
 // streamPage is the page of a stream read's rows: its events, in the
 // read's order, each placed in the log by the runs that came with them
-// (see EventReadStreamForward). The zero id stands for none. The statements
-// leave the stream's id out, which every row would repeat (streams are
-// matched exactly, so it is the one asked for).
-func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.EventReadStreamForwardRow) []positionedRow {
+// (see EventReadStreamForward), and the stream's last version if a row
+// said it (EventReadStreamRangeForward), else -1. The zero id stands for
+// none. The statements leave the stream's id out, which every row would
+// repeat (streams are matched exactly, so it is the one asked for).
+func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.EventReadStreamForwardRow) (page []positionedRow, head int64) {
 	var runs []logRun
-	page := make([]positionedRow, 0, n)
+	head = -1
+	page = make([]positionedRow, 0, n)
 	for i := range n {
 		r := row(i)
-		if r.RunEvents > 0 {
+		switch {
+		case r.RunEvents > 0:
 			runs = append(runs, logRun{firstVersion: r.StreamVersion, position: r.GlobalPosition, events: int64(r.RunEvents)})
+			continue
+		case r.RunEvents < 0:
+			head = r.StreamVersion
 			continue
 		}
 		page = append(page, positionedRow{dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
 			EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
 			CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition})
 	}
-	// SQL orders the events among themselves but not against the runs:
-	// PostgreSQL returns the branches of a UNION ALL one after the other,
-	// which nothing promises.
+	// SQL orders the events among themselves but not against the other
+	// rows: PostgreSQL returns the branches of a UNION ALL one after the
+	// other, which nothing promises.
 	slices.SortFunc(runs, func(a, b logRun) int { return cmp.Compare(a.firstVersion, b.firstVersion) })
 	byVersion := func(a, b positionedRow) int { return cmp.Compare(a.event.StreamVersion, b.event.StreamVersion) }
 	if !forward {
@@ -510,7 +546,7 @@ func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.Even
 			page[i].position = placeInRuns(runs, page[i].event.StreamVersion)
 		}
 	}
-	return page
+	return page, head
 }
 
 // logRun is an event_log row of one stream: events firstVersion to

@@ -26,7 +26,7 @@ func TestStreamPagePlacesEventsInRuns(t *testing.T) {
 		event(6, 0), event(7, 0), event(8, 0), event(9, 40), run(4, 20, 1),
 	}
 	positions := func(forward bool, rows []*dbsqlc.EventReadStreamForwardRow) map[int64]int64 {
-		page := streamPage("cart-1", forward, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] })
+		page, _ := streamPage("cart-1", forward, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] })
 		got := map[int64]int64{}
 		var previous int64
 		for i, row := range page {
@@ -59,5 +59,16 @@ func TestStreamPagePlacesEventsInRuns(t *testing.T) {
 	}
 	if got := positions(true, []*dbsqlc.EventReadStreamForwardRow{event(1, 0)}); got[1] != 0 {
 		t.Errorf("an event without runs at position %d, want 0", got[1])
+	}
+	// The stream's last version comes in a row of its own.
+	headRow := &dbsqlc.EventReadStreamForwardRow{StreamVersion: 9, RunEvents: -1}
+	page, head := streamPage("cart-1", true, 2, func(i int) *dbsqlc.EventReadStreamForwardRow {
+		return []*dbsqlc.EventReadStreamForwardRow{headRow, event(9, 0)}[i]
+	})
+	if len(page) != 1 || head != 9 {
+		t.Errorf("page of %d events, head %d; want 1 event, head 9", len(page), head)
+	}
+	if _, head := streamPage("cart-1", true, 1, func(int) *dbsqlc.EventReadStreamForwardRow { return event(1, 0) }); head != -1 {
+		t.Errorf("head %d without a head row, want -1", head)
 	}
 }

@@ -409,6 +409,41 @@ WHERE run.stream_id = sqlc.arg(stream_id)::text
       ORDER BY earlier.first_version DESC
       LIMIT 1), sqlc.arg(from_version)::bigint);
 
+-- name: EventReadStreamRangeForward :many
+-- EventReadStreamForward without a type filter, a read's usual page: the
+-- range of versions the page can hold and nothing past it, so no merge of
+-- a second part, which cost the server about as much per event as reading
+-- it. The runs that place the page's events come as in that statement,
+-- and the stream's last version in a row of its own (run_events -1), from which
+-- the store tells the stream's end from versions missing in the range
+-- (which only a superuser could delete): then it reads the page again with
+-- EventReadStreamForward, which reads on past them.
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = sqlc.arg(stream_id)::text
+   AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+ ORDER BY page.stream_version)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text AND earlier.first_version <= sqlc.arg(from_version)::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), sqlc.arg(from_version)::bigint)
+UNION ALL
+SELECT 0, coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                    WHERE last.stream_id = sqlc.arg(stream_id)::text
+                    ORDER BY last.stream_version DESC LIMIT 1), 0),
+       -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz;
+
 -- name: EventLoadStream :many
 -- One page of a stream for loading an aggregate: only what replaying needs
 -- (upcasters and decoding see the type and data alone), no join for
@@ -494,6 +529,41 @@ WHERE run.stream_id = sqlc.arg(stream_id)::text
         AND earlier.first_version <= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
       ORDER BY earlier.first_version DESC
       LIMIT 1), (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1));
+
+-- name: EventReadStreamRangeBackward :many
+-- EventReadStreamBackward without a type filter: the range of versions the
+-- page can hold, below the stream's last version (head) or the version
+-- asked from, as EventReadStreamRangeForward.
+WITH head AS MATERIALIZED (
+    SELECT coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                     WHERE last.stream_id = sqlc.arg(stream_id)::text
+                     ORDER BY last.stream_version DESC LIMIT 1), 0) AS version
+)
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = sqlc.arg(stream_id)::text
+   AND page.stream_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head))
+   AND page.stream_version >= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1)
+ ORDER BY page.stream_version DESC)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head))
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text
+        AND earlier.first_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1))
+UNION ALL
+SELECT 0, head.version, -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM head;
 
 -- name: EventReadAllForward :many
 SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);

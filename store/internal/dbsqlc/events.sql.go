@@ -1294,6 +1294,178 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 	return items, nil
 }
 
+const eventReadStreamRangeBackward = `-- name: EventReadStreamRangeBackward :many
+WITH head AS MATERIALIZED (
+    SELECT coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                     WHERE last.stream_id = $1::text
+                     ORDER BY last.stream_version DESC LIMIT 1), 0) AS version
+)
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = $1::text
+   AND page.stream_version <= least($2::bigint, (SELECT version FROM head))
+   AND page.stream_version >= least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1)
+ ORDER BY page.stream_version DESC)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, (SELECT version FROM head))
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text
+        AND earlier.first_version <= least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1))
+UNION ALL
+SELECT 0, head.version, -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM head
+`
+
+type EventReadStreamRangeBackwardParams struct {
+	StreamID    string
+	FromVersion int64
+	MaxEvents   int32
+}
+
+type EventReadStreamRangeBackwardRow struct {
+	GlobalPosition int64
+	StreamVersion  int64
+	RunEvents      int32
+	EventID        [16]byte
+	EventType      string
+	Data           []byte
+	Headers        []byte
+	CorrelationID  [16]byte
+	CausationID    [16]byte
+	RecordedAt     time.Time
+}
+
+// EventReadStreamBackward without a type filter: the range of versions the
+// page can hold, below the stream's last version (head) or the version
+// asked from, as EventReadStreamRangeForward.
+func (q *Queries) EventReadStreamRangeBackward(ctx context.Context, db DBTX, arg *EventReadStreamRangeBackwardParams) ([]*EventReadStreamRangeBackwardRow, error) {
+	rows, err := db.Query(ctx, eventReadStreamRangeBackward, arg.StreamID, arg.FromVersion, arg.MaxEvents)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventReadStreamRangeBackwardRow
+	for rows.Next() {
+		var i EventReadStreamRangeBackwardRow
+		if err := rows.Scan(
+			&i.GlobalPosition,
+			&i.StreamVersion,
+			&i.RunEvents,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventReadStreamRangeForward = `-- name: EventReadStreamRangeForward :many
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = $1::text
+   AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+ ORDER BY page.stream_version)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), $2::bigint)
+UNION ALL
+SELECT 0, coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                    WHERE last.stream_id = $1::text
+                    ORDER BY last.stream_version DESC LIMIT 1), 0),
+       -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+`
+
+type EventReadStreamRangeForwardParams struct {
+	StreamID    string
+	FromVersion int64
+	MaxEvents   int32
+}
+
+type EventReadStreamRangeForwardRow struct {
+	GlobalPosition int64
+	StreamVersion  int64
+	RunEvents      int32
+	EventID        [16]byte
+	EventType      string
+	Data           []byte
+	Headers        []byte
+	CorrelationID  [16]byte
+	CausationID    [16]byte
+	RecordedAt     time.Time
+}
+
+// EventReadStreamForward without a type filter, a read's usual page: the
+// range of versions the page can hold and nothing past it, so no merge of
+// a second part, which cost the server about as much per event as reading
+// it. The runs that place the page's events come as there, and the
+// stream's last version in a row of its own (run_events -1), from which
+// the store tells the stream's end from versions missing in the range
+// (which only a superuser could delete): then it reads the page again with
+// EventReadStreamForward, which reads on past them.
+func (q *Queries) EventReadStreamRangeForward(ctx context.Context, db DBTX, arg *EventReadStreamRangeForwardParams) ([]*EventReadStreamRangeForwardRow, error) {
+	rows, err := db.Query(ctx, eventReadStreamRangeForward, arg.StreamID, arg.FromVersion, arg.MaxEvents)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*EventReadStreamRangeForwardRow
+	for rows.Next() {
+		var i EventReadStreamRangeForwardRow
+		if err := rows.Scan(
+			&i.GlobalPosition,
+			&i.StreamVersion,
+			&i.RunEvents,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.Headers,
+			&i.CorrelationID,
+			&i.CausationID,
+			&i.RecordedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const eventSequence = `-- name: EventSequence :one
 SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned
 `
