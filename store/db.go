@@ -327,8 +327,9 @@ type pageRequest struct {
 }
 
 // readStatement runs one of the read statements and returns its rows as
-// stored events with their positions (0: none yet).
-type readStatement func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error)
+// stored events with their positions (0: none yet), decoding repeated
+// header strings once through seen.
+type readStatement func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error)
 
 type positionedRow struct {
 	event    dbsqlc.Event
@@ -351,7 +352,7 @@ const (
 // readStatements holds the six read statements: a stream, a category or
 // the whole log, forward or backward.
 var readStatements = map[readKey]readStatement{
-	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		if len(p.types) == 0 {
 			rows, err := q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
 				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
@@ -359,11 +360,11 @@ var readStatements = map[readKey]readStatement{
 				return nil, err
 			}
 			// The statements return the same columns.
-			page, head := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+			page, head, err := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
 				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-			})
-			if int64(len(page)) == min(max(head-p.from+1, 0), int64(p.maxCount)) {
-				return page, nil
+			}, seen)
+			if err != nil || int64(len(page)) == min(max(head-p.from+1, 0), int64(p.maxCount)) {
+				return page, err
 			}
 			// Versions missing in the range: read on past them.
 		}
@@ -372,22 +373,22 @@ var readStatements = map[readKey]readStatement{
 		if err != nil {
 			return nil, err
 		}
-		page, _ := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] })
-		return page, nil
+		page, _, err := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }, seen)
+		return page, err
 	},
-	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		if len(p.types) == 0 {
 			rows, err := q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
 				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
 			if err != nil {
 				return nil, err
 			}
-			page, head := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+			page, head, err := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
 				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-			})
+			}, seen)
 			// The range is versions 1 to min(from, head), its last maxCount.
-			if int64(len(page)) == min(max(min(p.from, head), 0), int64(p.maxCount)) {
-				return page, nil
+			if err != nil || int64(len(page)) == min(max(min(p.from, head), 0), int64(p.maxCount)) {
+				return page, err
 			}
 		}
 		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
@@ -395,34 +396,34 @@ var readStatements = map[readKey]readStatement{
 		if err != nil {
 			return nil, err
 		}
-		page, _ := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
+		page, _, err := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
 			return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-		})
-		return page, nil
+		}, seen)
+		return page, err
 	},
-	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
 			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
-		return positionedRows(rows, err, sequenced)
+		return recordedEvents(rows, err, seen, sequenced)
 	},
-	{readCategory, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readCategory, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		rows, err := q.EventReadCategoryBackward(ctx, db, &dbsqlc.EventReadCategoryBackwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
 			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
-		return positionedRows(rows, err, sequenced)
+		return recordedEvents(rows, err, seen, sequenced)
 	},
-	{readAll, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readAll, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		rows, err := q.EventReadAllForward(ctx, db, &dbsqlc.EventReadAllForwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
 			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
-		return positionedRows(rows, err, sequenced)
+		return recordedEvents(rows, err, seen, sequenced)
 	},
-	{readAll, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest) ([]positionedRow, error) {
+	{readAll, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		rows, err := q.EventReadAllBackward(ctx, db, &dbsqlc.EventReadAllBackwardParams{
 			FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
 			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
-		return positionedRows(rows, err, sequenced)
+		return recordedEvents(rows, err, seen, sequenced)
 	},
 }
 
@@ -441,13 +442,16 @@ func sequenced(r *dbsqlc.PositionedEvent) positionedRow {
 	}, position: r.GlobalPosition}
 }
 
-func positionedRows[R any](rows []*R, err error, positioned func(*R) positionedRow) ([]positionedRow, error) {
+func recordedEvents[R any](rows []*R, err error, seen *stringTable, positioned func(*R) positionedRow) ([]*core.RecordedEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]positionedRow, len(rows))
+	out := make([]*core.RecordedEvent, len(rows))
 	for i, r := range rows {
-		out[i] = positioned(r)
+		row := positioned(r)
+		if out[i], err = recordedEvent(&row.event, row.position, seen); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -461,18 +465,8 @@ func (s *EventStore) readPage(ctx context.Context, exec executor, p pageRequest)
 	case p.query.Category != "":
 		key.scope = readCategory
 	}
-	rows, err := readStatements[key](ctx, s.queries, s.db(exec), p)
-	if err != nil {
-		return nil, err
-	}
-	events := make([]*core.RecordedEvent, len(rows))
 	var seen stringTable
-	for i := range rows {
-		if events[i], err = recordedEvent(&rows[i].event, rows[i].position, &seen); err != nil {
-			return nil, err
-		}
-	}
-	return events, nil
+	return readStatements[key](ctx, s.queries, s.db(exec), p, &seen)
 }
 
 // recordedEvent converts a stored row and its global position (0 for none
@@ -512,41 +506,50 @@ func recordedEvent(row *dbsqlc.Event, position int64, seen *stringTable) (*core.
 // said it (EventReadStreamRangeForward), else -1. The zero id stands for
 // none. The statements leave the stream's id out, which every row would
 // repeat (streams are matched exactly, so it is the one asked for).
-func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.EventReadStreamForwardRow) (page []positionedRow, head int64) {
+func streamPage(stream string, forward bool, n int, row func(i int) *dbsqlc.EventReadStreamForwardRow, seen *stringTable) (page []*core.RecordedEvent, head int64, err error) {
 	var runs []logRun
 	head = -1
-	page = make([]positionedRow, 0, n)
+	events := 0
 	for i := range n {
-		r := row(i)
-		switch {
+		switch r := row(i); {
 		case r.RunEvents > 0:
 			runs = append(runs, logRun{firstVersion: r.StreamVersion, position: r.GlobalPosition, events: int64(r.RunEvents)})
-			continue
 		case r.RunEvents < 0:
 			head = r.StreamVersion
+		default:
+			events++
+		}
+	}
+	slices.SortFunc(runs, func(a, b logRun) int { return cmp.Compare(a.firstVersion, b.firstVersion) })
+	page = make([]*core.RecordedEvent, 0, events)
+	for i := range n {
+		r := row(i)
+		if r.RunEvents != 0 {
 			continue
 		}
-		page = append(page, positionedRow{dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
+		position := r.GlobalPosition
+		if position == 0 {
+			position = placeInRuns(runs, r.StreamVersion)
+		}
+		event, err := recordedEvent(&dbsqlc.Event{StreamID: stream, StreamVersion: r.StreamVersion, EventID: r.EventID,
 			EventType: r.EventType, Data: r.Data, Headers: r.Headers, CorrelationID: nonZeroID(&r.CorrelationID),
-			CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, r.GlobalPosition})
+			CausationID: nonZeroID(&r.CausationID), RecordedAt: r.RecordedAt}, position, seen)
+		if err != nil {
+			return nil, head, err
+		}
+		page = append(page, event)
 	}
 	// SQL orders the events among themselves but not against the other
 	// rows: PostgreSQL returns the branches of a UNION ALL one after the
 	// other, which nothing promises.
-	slices.SortFunc(runs, func(a, b logRun) int { return cmp.Compare(a.firstVersion, b.firstVersion) })
-	byVersion := func(a, b positionedRow) int { return cmp.Compare(a.event.StreamVersion, b.event.StreamVersion) }
+	byVersion := func(a, b *core.RecordedEvent) int { return cmp.Compare(a.StreamVersion, b.StreamVersion) }
 	if !forward {
-		byVersion = func(a, b positionedRow) int { return cmp.Compare(b.event.StreamVersion, a.event.StreamVersion) }
+		byVersion = func(a, b *core.RecordedEvent) int { return cmp.Compare(b.StreamVersion, a.StreamVersion) }
 	}
 	if !slices.IsSortedFunc(page, byVersion) {
 		slices.SortFunc(page, byVersion)
 	}
-	for i := range page {
-		if page[i].position == 0 {
-			page[i].position = placeInRuns(runs, page[i].event.StreamVersion)
-		}
-	}
-	return page, head
+	return page, head, nil
 }
 
 // logRun is an event_log row of one stream: events firstVersion to

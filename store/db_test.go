@@ -26,18 +26,21 @@ func TestStreamPagePlacesEventsInRuns(t *testing.T) {
 		event(6, 0), event(7, 0), event(8, 0), event(9, 40), run(4, 20, 1),
 	}
 	positions := func(forward bool, rows []*dbsqlc.EventReadStreamForwardRow) map[int64]int64 {
-		page, _ := streamPage("cart-1", forward, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] })
+		page, _, err := streamPage("cart-1", forward, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := map[int64]int64{}
 		var previous int64
 		for i, row := range page {
-			if row.event.StreamID != "cart-1" {
-				t.Errorf("stream %q, want cart-1", row.event.StreamID)
+			if row.StreamID != "cart-1" {
+				t.Errorf("stream %q, want cart-1", row.StreamID)
 			}
-			if v := row.event.StreamVersion; i > 0 && (v > previous) != forward {
+			if v := row.StreamVersion; i > 0 && (v > previous) != forward {
 				t.Errorf("forward %v: version %d after %d", forward, v, previous)
 			}
-			previous = row.event.StreamVersion
-			got[row.event.StreamVersion] = row.position
+			previous = row.StreamVersion
+			got[row.StreamVersion] = row.GlobalPosition
 		}
 		return got
 	}
@@ -62,13 +65,13 @@ func TestStreamPagePlacesEventsInRuns(t *testing.T) {
 	}
 	// The stream's last version comes in a row of its own.
 	headRow := &dbsqlc.EventReadStreamForwardRow{StreamVersion: 9, RunEvents: -1}
-	page, head := streamPage("cart-1", true, 2, func(i int) *dbsqlc.EventReadStreamForwardRow {
+	page, head, err := streamPage("cart-1", true, 2, func(i int) *dbsqlc.EventReadStreamForwardRow {
 		return []*dbsqlc.EventReadStreamForwardRow{headRow, event(9, 0)}[i]
-	})
-	if len(page) != 1 || head != 9 {
+	}, nil)
+	if err != nil || len(page) != 1 || head != 9 {
 		t.Errorf("page of %d events, head %d; want 1 event, head 9", len(page), head)
 	}
-	if _, head := streamPage("cart-1", true, 1, func(int) *dbsqlc.EventReadStreamForwardRow { return event(1, 0) }); head != -1 {
+	if _, head, _ := streamPage("cart-1", true, 1, func(int) *dbsqlc.EventReadStreamForwardRow { return event(1, 0) }, nil); head != -1 {
 		t.Errorf("head %d without a head row, want -1", head)
 	}
 }
