@@ -87,10 +87,30 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 	}
 	// One lookup serves the whole append: a stream that turns hot meanwhile
 	// only misses being answered early this once.
-	if head, hot := s.hot.lookup(r.streamID); hot {
+	if head, turn, hot := s.hot.lookupTurn(r.streamID); hot {
 		if conflict := certainConflict(r, head); conflict != nil {
 			s.hot.lost(r.streamID, head) // still raced for
 			return nil, conflict
+		}
+		// One append to a hot stream at a time from this process: one
+		// sent while another is in flight mostly waits at the server for
+		// it to commit and is refused, a statement and a wakeup for nothing.
+		// Waiting here instead, it learns the outcome and, once that
+		// outcome took the version it expects to write, is answered
+		// without the server. The wait is bounded: an append in flight can
+		// itself wait on a transaction whose owner waits on this one.
+		held, err := s.hot.takeTurn(ctx, turn)
+		if err != nil {
+			return nil, err
+		}
+		if held {
+			defer func() { <-turn }()
+			if head, _ := s.hot.lookup(r.streamID); head > 0 {
+				if conflict := certainConflict(r, head); conflict != nil {
+					s.hot.lost(r.streamID, head)
+					return nil, conflict
+				}
+			}
 		}
 		return s.appendAlone(ctx, exec, true, true, r)
 	}

@@ -53,6 +53,10 @@ const (
 	// contendedFor is how long a stream stays hot after its last conflict
 	// (see hotStreams); maxContended bounds the hot streams remembered.
 	contendedFor = 100 * time.Millisecond
+	// turnWait bounds how long an append to a hot stream waits for the
+	// append in flight before it (see route). An append takes a few
+	// milliseconds, or longer in a slow commit; past this it is sent anyway.
+	turnWait     = 250 * time.Millisecond
 	maxContended = 1024
 
 	// maxDrainers bounds the groups in flight at once. While one group runs,

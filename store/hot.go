@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,11 @@ import (
 // can tell.
 //
 // Appends to a hot stream also run alone rather than in a group, where only
-// one writer of a stream can win (see appendGroups). Every conflict renews
+// one writer of a stream can win (see appendGroups), and one at a time in
+// this process (the stream's turn): the next waits for the outcome of the
+// one in flight, which it then mostly loses to, and learns that here
+// rather than from a refused statement. Readers of a hot stream's version
+// share reads (see versionReads). Every conflict renews
 // a stream's place, so a stream stays hot while writers keep racing for it
 // and is forgotten contendedFor after the last conflict. Versions come only
 // from outcomes on the pool, which are committed: a caller's transaction
@@ -36,11 +41,14 @@ type hotStreams struct {
 	mu      sync.Mutex
 	streams map[string]hotStream
 	hold    time.Duration // how long a stream stays hot; 0: contendedFor
+	// turnWait bounds the wait for a stream's turn; 0: turnWait.
+	turnWait time.Duration
 }
 
 type hotStream struct {
 	until time.Time
-	head  int64 // the highest version seen committed
+	head  int64         // the highest version seen committed
+	turn  chan struct{} // held by the process's append to the stream in flight
 }
 
 // lost records a conflict on stream, which was then at version head.
@@ -50,8 +58,12 @@ func (h *hotStreams) lost(stream string, head int64) {
 	if h.streams == nil || len(h.streams) >= maxContended {
 		h.streams = make(map[string]hotStream)
 	}
-	hot := h.streams[stream]
-	h.streams[stream] = hotStream{until: time.Now().Add(cmp.Or(h.hold, contendedFor)), head: max(hot.head, head)}
+	hot, ok := h.streams[stream]
+	if !ok {
+		hot.turn = make(chan struct{}, 1)
+	}
+	hot.until, hot.head = time.Now().Add(cmp.Or(h.hold, contendedFor)), max(hot.head, head)
+	h.streams[stream] = hot
 	h.count.Store(int32(len(h.streams)))
 }
 
@@ -72,21 +84,27 @@ func (h *hotStreams) stored(stream string, head int64) {
 // lookup reports whether stream is hot and the highest version seen
 // committed on it.
 func (h *hotStreams) lookup(stream string) (head int64, hot bool) {
+	head, _, hot = h.lookupTurn(stream)
+	return head, hot
+}
+
+// lookupTurn is lookup, with the stream's turn.
+func (h *hotStreams) lookupTurn(stream string) (head int64, turn chan struct{}, hot bool) {
 	if h.count.Load() == 0 {
-		return 0, false
+		return 0, nil, false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s, ok := h.streams[stream]
 	if !ok {
-		return 0, false
+		return 0, nil, false
 	}
 	if time.Now().After(s.until) {
 		delete(h.streams, stream)
 		h.count.Store(int32(len(h.streams)))
-		return 0, false
+		return 0, nil, false
 	}
-	return s.head, true
+	return s.head, s.turn, true
 }
 
 // certainConflict returns the conflict an append certainly meets on a hot
@@ -101,4 +119,25 @@ func certainConflict(r *appendRequest, head int64) *core.VersionConflictError {
 		return &core.VersionConflictError{StreamID: r.streamID, Expected: r.expected, Actual: head}
 	}
 	return nil
+}
+
+// takeTurn waits until turn, a hot stream's turn (see route), is this
+// append's, for at most turnWait; held reports whether it is (release it
+// with <-turn).
+func (h *hotStreams) takeTurn(ctx context.Context, turn chan struct{}) (held bool, err error) {
+	select {
+	case turn <- struct{}{}:
+		return true, nil
+	default:
+	}
+	wait := time.NewTimer(cmp.Or(h.turnWait, turnWait))
+	defer wait.Stop()
+	select {
+	case turn <- struct{}{}:
+		return true, nil
+	case <-wait.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }

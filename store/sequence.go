@@ -39,8 +39,18 @@ func (s *EventStore) Head(ctx context.Context) (int64, error) {
 }
 
 // StreamVersion returns a stream's current version, 0 if it has no events.
+// Callers reading a stream that writers race for at the same moment share
+// one read that starts after each of them asked.
 func (s *EventStore) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	version, err := s.streamVersion(ctx, s.pool, streamID)
+	var version int64
+	var err error
+	if _, hot := s.hot.lookup(streamID); hot {
+		version, err = s.versionReads.read(ctx, streamID, func(ctx context.Context) (int64, error) {
+			return s.streamVersion(ctx, s.pool, streamID)
+		})
+	} else {
+		version, err = s.streamVersion(ctx, s.pool, streamID)
+	}
 	return version, s.interpretError("stream version", err)
 }
 

@@ -106,7 +106,9 @@ type EventStore struct {
 	lockSeed int64
 	groups   *appendGroups // nil when grouping is off
 	hot      hotStreams
-	instr    core.Instrumentation // nil: none
+	// versionReads shares StreamVersion reads of hot streams.
+	versionReads versionReads
+	instr        core.Instrumentation // nil: none
 
 	schemaCheck schemaCheck
 	// poolNotReadCommitted: the pool's connections default to another
