@@ -413,11 +413,11 @@ WHERE run.stream_id = sqlc.arg(stream_id)::text
 -- EventReadStreamForward without a type filter, a read's usual page: the
 -- range of versions the page can hold and nothing past it, so no merge of
 -- a second part, which cost the server about as much per event as reading
--- it. The runs that place the page's events come as in that statement,
--- and the stream's last version in a row of its own (run_events -1), from which
--- the store tells the stream's end from versions missing in the range
--- (which only a superuser could delete): then it reads the page again with
--- EventReadStreamForward, which reads on past them.
+-- it. The runs that place the page's events come as in that statement, and
+-- the stream's last version in a row of its own (run_events -1), from
+-- which the store tells the stream's end from versions missing in the
+-- range (which only a superuser could delete): then it reads the page
+-- again with EventReadStreamForward, which reads on past them.
 (SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
         page.event_id, page.event_type, page.data, page.headers,
         coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,

@@ -1430,11 +1430,11 @@ type EventReadStreamRangeForwardRow struct {
 // EventReadStreamForward without a type filter, a read's usual page: the
 // range of versions the page can hold and nothing past it, so no merge of
 // a second part, which cost the server about as much per event as reading
-// it. The runs that place the page's events come as there, and the
-// stream's last version in a row of its own (run_events -1), from which
-// the store tells the stream's end from versions missing in the range
-// (which only a superuser could delete): then it reads the page again with
-// EventReadStreamForward, which reads on past them.
+// it. The runs that place the page's events come as in that statement, and
+// the stream's last version in a row of its own (run_events -1), from
+// which the store tells the stream's end from versions missing in the
+// range (which only a superuser could delete): then it reads the page
+// again with EventReadStreamForward, which reads on past them.
 func (q *Queries) EventReadStreamRangeForward(ctx context.Context, db DBTX, arg *EventReadStreamRangeForwardParams) ([]*EventReadStreamRangeForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamRangeForward, arg.StreamID, arg.FromVersion, arg.MaxEvents)
 	if err != nil {
