@@ -159,7 +159,9 @@ func TestSequencerAfterRestoreWithSlightlyLowerXids(t *testing.T) {
 
 // explainBuffers is how many shared buffers a statement touches, as EXPLAIN
 // counts them (the statements of a function it calls included), on conn.
-func explainBuffers(t *testing.T, conn *pgx.Conn, statement string) int {
+func explainBuffers(t *testing.T, conn interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, statement string) int {
 	t.Helper()
 	var plan []struct {
 		Plan struct {

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -246,23 +245,9 @@ func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) int {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // only ever rolled back
-	var raw []byte
 	execute := "EXECUTE " + pgx.Identifier{name}.Sanitize()
 	if len(literals) > 0 {
 		execute += "(" + strings.Join(literals, ", ") + ")"
 	}
-	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+execute).Scan(&raw)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var plan []struct {
-		Plan struct {
-			SharedHit  int `json:"Shared Hit Blocks"`
-			SharedRead int `json:"Shared Read Blocks"`
-		} `json:"Plan"`
-	}
-	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) != 1 {
-		t.Fatalf("EXPLAIN output %s: %v", raw, err)
-	}
-	return plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
+	return explainBuffers(t, tx, execute)
 }
