@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -160,9 +161,56 @@ func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) 
 				Reason: fmt.Sprintf("the value of header %q is not valid UTF-8", key)}
 		}
 	}
-	encoded, err := json.Marshal(headers)
+	encoded, err := headersJSON(headers)
 	if err != nil {
 		return nil, &core.EncodeError{EventType: eventType, Err: fmt.Errorf("headers: %w", err)}
 	}
 	return encoded, nil
+}
+
+// headersJSON is json.Marshal(headers), byte for byte, without reflection:
+// headers go with every event, and encoding/json spent as long on a map of
+// one trace header as on the event's data. Strings of plain printable ASCII
+// are written as they are; any other string is encoded by encoding/json,
+// which escapes it.
+func headersJSON(headers map[string]string) ([]byte, error) {
+	var stack [8]string
+	keys := stack[:0]
+	size := 2
+	for key, value := range headers {
+		keys = append(keys, key)
+		size += len(key) + len(value) + 6
+	}
+	slices.Sort(keys)
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	for i, key := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		var err error
+		if out, err = appendJSONString(out, key); err != nil {
+			return nil, err
+		}
+		out = append(out, ':')
+		if out, err = appendJSONString(out, headers[key]); err != nil {
+			return nil, err
+		}
+	}
+	return append(out, '}'), nil
+}
+
+// appendJSONString appends s as encoding/json writes it.
+func appendJSONString(out []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		// encoding/json escapes control characters, quotes and backslashes,
+		// and <, > and & for HTML; beyond ASCII it may escape or replace.
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			encoded, err := json.Marshal(s)
+			return append(out, encoded...), err
+		}
+	}
+	out = append(out, '"')
+	out = append(out, s...)
+	return append(out, '"'), nil
 }

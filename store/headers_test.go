@@ -81,3 +81,45 @@ func checkHeadersLikeJSON(t *testing.T, doc []byte, seen *stringTable) {
 		t.Fatalf("decodeHeaders(%q) = %v, encoding/json gives %v", doc, got, want)
 	}
 }
+
+// headersJSON writes what encoding/json writes, byte for byte, for plain
+// strings and for every string it escapes.
+func TestHeadersJSONMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	samples := []string{"", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		`quote"d`, `back\slash`, "tab\there", "new\nline", "<b>&amp;</b>", "del\x7f", "é", "日本", "\u2028\u2029",
+		"\x00\x1f", "~!@#$%^*()_+`-=[]{}|;':,./?"}
+	cases := []map[string]string{{"a": "b"}}
+	for _, s := range samples {
+		cases = append(cases, map[string]string{s: s}, map[string]string{"k": s, s + "x": "v", "z": s})
+	}
+	many := map[string]string{}
+	for i := range 20 { // past the sorting buffer on the stack
+		many[fmt.Sprintf("key-%02d", 19-i)] = samples[i%len(samples)]
+	}
+	cases = append(cases, many)
+	for _, headers := range cases {
+		want, err := json.Marshal(headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := headersJSON(headers)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("headersJSON(%q) = %s, %v; want %s", headers, got, err, want)
+		}
+	}
+}
+
+func FuzzHeadersJSON(f *testing.F) {
+	f.Add("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "k", "<&>")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		headers := map[string]string{k1: v1, k2: v2}
+		want, err := json.Marshal(headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := headersJSON(headers); err != nil || string(got) != string(want) {
+			t.Errorf("headersJSON(%q) = %s, %v; want %s", headers, got, err, want)
+		}
+	})
+}
