@@ -29,6 +29,15 @@
 // usable. [LoadForUpdate] takes a stream lock that holds off other appends
 // to the stream until its scope ends.
 //
+// A stream that met a conflict in the last 100 ms is hot: the store
+// remembers the highest version it saw committed there and answers an
+// append that expects an older one without a round trip, sends the
+// process's appends to it one at a time (the next waits, briefly, for the
+// outcome of the one in flight), and lets concurrent [EventStore.StreamVersion]
+// callers share one read that starts after each of them asked. Writers that
+// race for a stream and re-read its version after each conflict so cost
+// about three statements per stored event, however many there are.
+//
 // # Schema
 //
 // All objects live in one PostgreSQL schema, "mire" unless [Config].Schema
