@@ -225,6 +225,15 @@ func TestRuntimeRoleRunsTheAPI(t *testing.T) {
 	if err != nil || len(backward) != 4 || backward[0].GlobalPosition == 0 {
 		t.Fatalf("backward stream read: %v, %v", backward, err)
 	}
+	// A type filter takes the statements that read past a page's range.
+	for _, direction := range []core.ReadDirection{core.Forward, core.Backward} {
+		filtered := core.ReadStream("account-batch")
+		filtered.Direction, filtered.EventTypes = direction, []string{"account.deposited"}
+		events, err := es.ReadEvents(ctx, filtered)
+		if err != nil || len(events) != 3 || events[0].GlobalPosition == 0 { // versions 2..4
+			t.Fatalf("filtered stream read, direction %v: %v, %v", direction, events, err)
+		}
+	}
 }
 
 // What the runtime role must not do: rewrite or hide history, forge an

@@ -105,11 +105,10 @@ func (s *EventStore) route(ctx context.Context, exec executor, r *appendRequest)
 		}
 		if held {
 			defer func() { <-turn }()
-			if head, _ := s.hot.lookup(r.streamID); head > 0 {
-				if conflict := certainConflict(r, head); conflict != nil {
-					s.hot.lost(r.streamID, head)
-					return nil, conflict
-				}
+			head, _ := s.hot.lookup(r.streamID)
+			if conflict := certainConflict(r, head); conflict != nil {
+				s.hot.lost(r.streamID, head)
+				return nil, conflict
 			}
 		}
 		return s.appendAlone(ctx, exec, true, true, r)

@@ -352,55 +352,8 @@ const (
 // readStatements holds the six read statements: a stream, a category or
 // the whole log, forward or backward.
 var readStatements = map[readKey]readStatement{
-	{readStream, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
-		if len(p.types) == 0 {
-			rows, err := q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
-				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
-			if err != nil {
-				return nil, err
-			}
-			// The statements return the same columns.
-			page, head, err := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
-				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-			}, seen)
-			if err != nil || int64(len(page)) == min(max(head-p.from+1, 0), int64(p.maxCount)) {
-				return page, err
-			}
-			// Versions missing in the range: read on past them.
-		}
-		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
-			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		if err != nil {
-			return nil, err
-		}
-		page, _, err := streamPage(p.query.StreamID, true, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }, seen)
-		return page, err
-	},
-	{readStream, false}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
-		if len(p.types) == 0 {
-			rows, err := q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
-				StreamID: p.query.StreamID, FromVersion: p.from, MaxEvents: p.maxCount})
-			if err != nil {
-				return nil, err
-			}
-			page, head, err := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
-				return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-			}, seen)
-			// The range is versions 1 to min(from, head), its last maxCount.
-			if err != nil || int64(len(page)) == min(max(min(p.from, head), 0), int64(p.maxCount)) {
-				return page, err
-			}
-		}
-		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
-			StreamID: p.query.StreamID, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		if err != nil {
-			return nil, err
-		}
-		page, _, err := streamPage(p.query.StreamID, false, len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow {
-			return (*dbsqlc.EventReadStreamForwardRow)(rows[i])
-		}, seen)
-		return page, err
-	},
+	{readStream, true}:  readStreamPage,
+	{readStream, false}: readStreamPage,
 	{readCategory, true}: func(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 		rows, err := q.EventReadCategoryForward(ctx, db, &dbsqlc.EventReadCategoryForwardParams{
 			Category: p.query.NormalizedCategory(), FromPosition: p.from, EventTypes: p.types, MaxEvents: p.maxCount,
@@ -425,6 +378,61 @@ var readStatements = map[readKey]readStatement{
 			PartitionCount: partitionCount(p.query), PartitionIndex: partitionIndex(p.query)})
 		return recordedEvents(rows, err, seen, sequenced)
 	},
+}
+
+// readStreamPage reads a page of a stream, either way. Without a type
+// filter it reads the page's range of versions alone; only when that range
+// lacks versions (deleted under mire) does it read the page again with the
+// statement that reads on past the range, as a filtered page always does.
+func readStreamPage(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
+	forward, stream := p.query.Direction == core.Forward, p.query.StreamID
+	// The four statements return the same columns.
+	var n int
+	var row func(i int) *dbsqlc.EventReadStreamForwardRow
+	if len(p.types) == 0 {
+		if forward {
+			rows, err := q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
+				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount})
+			if err != nil {
+				return nil, err
+			}
+			n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+		} else {
+			rows, err := q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
+				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount})
+			if err != nil {
+				return nil, err
+			}
+			n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+		}
+		page, head, err := streamPage(stream, forward, n, row, seen)
+		// The versions the range holds, by the stream's last version (head):
+		// from..head forward, 1..min(from, head) backward.
+		inRange := head - p.from + 1
+		if !forward {
+			inRange = min(p.from, head)
+		}
+		if err != nil || int64(len(page)) == min(max(inRange, 0), int64(p.maxCount)) {
+			return page, err
+		}
+	}
+	if forward {
+		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
+			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+		if err != nil {
+			return nil, err
+		}
+		n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }
+	} else {
+		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
+			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
+		if err != nil {
+			return nil, err
+		}
+		n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+	}
+	page, _, err := streamPage(stream, forward, n, row, seen)
+	return page, err
 }
 
 // partitionCount and partitionIndex are a query's partition as the read

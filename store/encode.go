@@ -161,11 +161,7 @@ func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) 
 				Reason: fmt.Sprintf("the value of header %q is not valid UTF-8", key)}
 		}
 	}
-	encoded, err := headersJSON(headers)
-	if err != nil {
-		return nil, &core.EncodeError{EventType: eventType, Err: fmt.Errorf("headers: %w", err)}
-	}
-	return encoded, nil
+	return headersJSON(headers), nil
 }
 
 // headersJSON is json.Marshal(headers), byte for byte, without reflection:
@@ -173,7 +169,7 @@ func encodeHeaders(eventType string, headers map[string]string) ([]byte, error) 
 // one trace header as on the event's data. Strings of plain printable ASCII
 // are written as they are; any other string is encoded by encoding/json,
 // which escapes it.
-func headersJSON(headers map[string]string) ([]byte, error) {
+func headersJSON(headers map[string]string) []byte {
 	var stack [8]string
 	keys := stack[:0]
 	size := 2
@@ -188,29 +184,24 @@ func headersJSON(headers map[string]string) ([]byte, error) {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		var err error
-		if out, err = appendJSONString(out, key); err != nil {
-			return nil, err
-		}
+		out = appendJSONString(out, key)
 		out = append(out, ':')
-		if out, err = appendJSONString(out, headers[key]); err != nil {
-			return nil, err
-		}
+		out = appendJSONString(out, headers[key])
 	}
-	return append(out, '}'), nil
+	return append(out, '}')
 }
 
 // appendJSONString appends s as encoding/json writes it.
-func appendJSONString(out []byte, s string) ([]byte, error) {
+func appendJSONString(out []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		// encoding/json escapes control characters, quotes and backslashes,
 		// and <, > and & for HTML; beyond ASCII it may escape or replace.
 		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			encoded, err := json.Marshal(s)
-			return append(out, encoded...), err
+			encoded, _ := json.Marshal(s) // a string always encodes
+			return append(out, encoded...)
 		}
 	}
 	out = append(out, '"')
 	out = append(out, s...)
-	return append(out, '"'), nil
+	return append(out, '"')
 }
