@@ -3,9 +3,14 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mire-go/mire/core"
 	"github.com/mire-go/mire/integration/pgenv"
@@ -329,5 +334,154 @@ func TestStreamReadPositionsOnEveryPage(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// loggedEvent is one element of log_runs' argument.
+type loggedEvent struct {
+	seq, xid, version int64
+	stream            string
+	runStart          *int64
+}
+
+func (e loggedEvent) String() string {
+	run := "alone"
+	if e.runStart != nil {
+		run = fmt.Sprintf("run from v%d", *e.runStart)
+	}
+	return fmt.Sprintf("seq %d xid %d %s v%d %s", e.seq, e.xid, e.stream, e.version, run)
+}
+
+// randomFreshEvents is what a sweep could find: transactions, interleaved
+// by seq, each appending single events and batches to a few streams, some
+// of them cut or out of order as only deleted rows or hand-made inserts
+// could leave them.
+func randomFreshEvents(r *rand.Rand) (fresh []loggedEvent, irregular bool) {
+	versions := map[string]int64{}
+	var transactions [][]loggedEvent
+	for xid := int64(1000); xid < 1000+int64(1+r.IntN(5)); xid++ {
+		var events []loggedEvent
+		for range 1 + r.IntN(4) {
+			stream := []string{"a-1", "a-2", "b-1", "nocategory"}[r.IntN(4)]
+			n := int64(1)
+			var runStart *int64
+			if r.IntN(2) == 0 {
+				n = 1 + r.Int64N(4)
+				start := versions[stream] + 1
+				runStart = &start
+			}
+			for range n {
+				versions[stream]++
+				events = append(events, loggedEvent{xid: xid, stream: stream, version: versions[stream], runStart: runStart})
+			}
+		}
+		switch r.IntN(8) {
+		case 0: // an event deleted
+			i := r.IntN(len(events))
+			events = append(events[:i], events[i+1:]...)
+			irregular = true
+		case 1: // two events in the other order
+			i, j := r.IntN(len(events)), r.IntN(len(events))
+			events[i], events[j] = events[j], events[i]
+			irregular = i != j
+		}
+		transactions = append(transactions, events)
+	}
+	// Seqs in one order across transactions, each transaction's in its own.
+	next := make([]int, len(transactions))
+	for seq := int64(1); ; seq++ {
+		var open []int
+		for i, events := range transactions {
+			if next[i] < len(events) {
+				open = append(open, i)
+			}
+		}
+		if len(open) == 0 {
+			return fresh, irregular
+		}
+		i := open[r.IntN(len(open))]
+		event := transactions[i][next[i]]
+		next[i]++
+		event.seq = seq
+		fresh = append(fresh, event)
+	}
+}
+
+// log_runs gives what migration 9's gave for any events (migration 11 made
+// it inlinable and takes transactions without batches straight to runs of
+// one): the same runs, the same order.
+func TestLogRunsAsMigration9Did(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	es := pgenv.NewStore(t, nil, &store.Config{Registry: bankRegistry()})
+	migration, err := os.ReadFile("../schema/migrations/000009_log_runs.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(migration), "CREATE FUNCTION log_runs(")
+	body, _, found := strings.Cut(rest, "\n$$;")
+	if !found {
+		t.Fatal("migration 9 has no log_runs")
+	}
+	before := pgx.Identifier{es.Schema(), "log_runs_before"}.Sanitize()
+	conn, err := pgenv.Pool(t).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET search_path = "+pgx.Identifier{es.Schema()}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "RESET search_path") //nolint:errcheck // the pool's next user sets its own
+	if _, err := conn.Exec(ctx, "CREATE FUNCTION "+before+"("+body+"\n$$"); err != nil {
+		t.Fatal(err)
+	}
+	runs := func(function string, fresh []loggedEvent) []string {
+		t.Helper()
+		var seqs, xids, versions []int64
+		var streams []string
+		var runStarts []*int64
+		for _, e := range fresh {
+			seqs, xids, versions = append(seqs, e.seq), append(xids, e.xid), append(versions, e.version)
+			streams, runStarts = append(streams, e.stream), append(runStarts, e.runStart)
+		}
+		rows, err := conn.Query(ctx, `
+			SELECT format('%s %s %s+%s %s %s', r.transaction_last_seq, r.stream_id, r.first_version,
+			              r.event_count, r.category, r.first_seq)
+			FROM `+function+`(ARRAY(
+				SELECT ROW(seq, xid::text::xid8, stream, version, run_start,
+				           nullif(split_part(stream, '-', 1), stream))::logged_event
+				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+				     AS e(seq, xid, stream, version, run_start))) AS r
+			ORDER BY r.transaction_last_seq, r.first_seq`,
+			seqs, xids, streams, versions, runStarts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	r := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
+	batched, irregular := 0, 0
+	for range 400 {
+		fresh, odd := randomFreshEvents(r)
+		want := runs(before, fresh)
+		if diff := cmp.Diff(want, runs("log_runs", fresh)); diff != "" {
+			t.Fatalf("log_runs(%v) (-migration 9 +now):\n%s", fresh, diff)
+		}
+		for _, run := range want {
+			if !strings.Contains(run, "+1 ") {
+				batched++
+			}
+		}
+		if odd {
+			irregular++
+		}
+	}
+	if batched == 0 || irregular == 0 {
+		t.Fatalf("%d runs of batches, %d irregular inputs: the test needs both", batched, irregular)
 	}
 }

@@ -82,7 +82,12 @@ LEFT JOIN pg_collation AS co ON co.oid = a.attcollation AND a.attcollation <> 0
 WHERE n.nspname = $1 AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
 -- Types of the schema (log_runs takes one) are named with it: leave it out.
-SELECT 'function ' || p.proname || '(' || replace(pg_get_function_identity_arguments(p.oid), $1 || '.', '') || ')'
+-- A digest of the definition tells a migration that replaced a function's
+-- body or settings from one that did not; the schema's name (in
+-- search_path) is left out of it too.
+SELECT 'function ' || p.proname || '(' || replace(pg_get_function_identity_arguments(p.oid), $1 || '.', '') || ') '
+       || md5(replace(p.prosrc || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || p.prosecdef::text,
+                      $1, '<schema>'))
 FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
 WHERE n.nspname = $1`, schemaName)
 	if err != nil {

@@ -112,6 +112,9 @@ var migrationEffects = map[int][]catalogObject{
 	10: {
 		{catalogFunctionSource, "append_refusal(text, uuid[]) ORDER BY current.stream_version DESC LIMIT 1", true},
 	},
+	11: {
+		{catalogFunctionSource, "sequence_events() INTO fresh, taken", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows
