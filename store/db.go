@@ -386,26 +386,20 @@ var readStatements = map[readKey]readStatement{
 // statement that reads on past the range, as a filtered page always does.
 func readStreamPage(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pageRequest, seen *stringTable) ([]*core.RecordedEvent, error) {
 	forward, stream := p.query.Direction == core.Forward, p.query.StreamID
-	// The four statements return the same columns.
-	var n int
-	var row func(i int) *dbsqlc.EventReadStreamForwardRow
 	if len(p.types) == 0 {
+		var rows streamRows
+		var err error
 		if forward {
-			rows, err := q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
-				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount})
-			if err != nil {
-				return nil, err
-			}
-			n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+			rows, err = streamRowsOf(q.EventReadStreamRangeForward(ctx, db, &dbsqlc.EventReadStreamRangeForwardParams{
+				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount}))
 		} else {
-			rows, err := q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
-				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount})
-			if err != nil {
-				return nil, err
-			}
-			n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+			rows, err = streamRowsOf(q.EventReadStreamRangeBackward(ctx, db, &dbsqlc.EventReadStreamRangeBackwardParams{
+				StreamID: stream, FromVersion: p.from, MaxEvents: p.maxCount}))
 		}
-		page, head, err := streamPage(stream, forward, n, row, seen)
+		if err != nil {
+			return nil, err
+		}
+		page, head, err := streamPage(stream, forward, rows.n, rows.row, seen)
 		// The versions the range holds, by the stream's last version (head):
 		// from..head forward, 1..min(from, head) backward.
 		inRange := head - p.from + 1
@@ -416,23 +410,43 @@ func readStreamPage(ctx context.Context, q *dbsqlc.Queries, db dbsqlc.DBTX, p pa
 			return page, err
 		}
 	}
+	var rows streamRows
+	var err error
 	if forward {
-		rows, err := q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
-			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		if err != nil {
-			return nil, err
-		}
-		n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return rows[i] }
+		rows, err = streamRowsOf(q.EventReadStreamForward(ctx, db, &dbsqlc.EventReadStreamForwardParams{
+			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount}))
 	} else {
-		rows, err := q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
-			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount})
-		if err != nil {
-			return nil, err
-		}
-		n, row = len(rows), func(i int) *dbsqlc.EventReadStreamForwardRow { return (*dbsqlc.EventReadStreamForwardRow)(rows[i]) }
+		rows, err = streamRowsOf(q.EventReadStreamBackward(ctx, db, &dbsqlc.EventReadStreamBackwardParams{
+			StreamID: stream, FromVersion: p.from, EventTypes: p.types, MaxEvents: p.maxCount}))
 	}
-	page, _, err := streamPage(stream, forward, n, row, seen)
+	if err != nil {
+		return nil, err
+	}
+	page, _, err := streamPage(stream, forward, rows.n, rows.row, seen)
 	return page, err
+}
+
+// streamRow is a row of any of the four stream statements, which return the
+// same columns.
+type streamRow interface {
+	dbsqlc.EventReadStreamForwardRow | dbsqlc.EventReadStreamBackwardRow |
+		dbsqlc.EventReadStreamRangeForwardRow | dbsqlc.EventReadStreamRangeBackwardRow
+}
+
+// streamRows are a stream statement's n rows as EventReadStreamForward's:
+// row(i) copies row i into one row it reuses, so a page costs no copy of
+// its rows (the pointer is good until the next call).
+type streamRows struct {
+	n   int
+	row func(i int) *dbsqlc.EventReadStreamForwardRow
+}
+
+func streamRowsOf[R streamRow](rows []*R, err error) (streamRows, error) {
+	var current dbsqlc.EventReadStreamForwardRow
+	return streamRows{n: len(rows), row: func(i int) *dbsqlc.EventReadStreamForwardRow {
+		current = dbsqlc.EventReadStreamForwardRow(*rows[i])
+		return &current
+	}}, err
 }
 
 // partitionCount and partitionIndex are a query's partition as the read
