@@ -115,6 +115,9 @@ var migrationEffects = map[int][]catalogObject{
 	11: {
 		{catalogFunctionSource, "sequence_events() INTO fresh, taken", true},
 	},
+	12: {
+		{catalogFunctionSource, "read_log_forward(bigint, text[], integer, integer, integer) RETURN QUERY", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows
