@@ -56,7 +56,7 @@ type Config struct {
 	MaxBatchBytes int
 
 	// ReadPageSize is how many events reads and loads fetch per round trip,
-	// at most MaxReadPageSize. Defaults to ReadPageSizeDefault (500).
+	// at most MaxReadPageSize. Defaults to ReadPageSizeDefault (1,000).
 	ReadPageSize int
 
 	// NoSequenceOnRead stops category and whole-log reads from first
