@@ -124,12 +124,16 @@ type budget struct {
 	taken    atomic.Int64
 }
 
-// take reports whether another operation may start.
+// take reports whether another operation may start. The first always
+// may: a deadline runs from before the scenario's setup, which on a loaded
+// machine can outlast a short one (TestRun's 100ms), and a measurement of
+// nothing has no rate.
 func (b *budget) take() bool {
-	if b.ops > 0 && b.taken.Add(1) > b.ops {
+	n := b.taken.Add(1)
+	if b.ops > 0 && n > b.ops {
 		return false
 	}
-	return b.deadline.IsZero() || time.Now().Before(b.deadline)
+	return n == 1 || b.deadline.IsZero() || time.Now().Before(b.deadline)
 }
 
 // sample is the outcome of one measurement.

@@ -90,6 +90,9 @@ type Latency struct {
 }
 
 func newLatency(ds []time.Duration) *Latency {
+	if len(ds) == 0 {
+		return &Latency{}
+	}
 	sorted := slices.Sorted(slices.Values(ds))
 	// Nearest rank.
 	at := func(p float64) float64 {
