@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,23 +118,29 @@ func (s spec) String() string {
 }
 
 // budget says when a measurement ends: after ops operations (Go benchmarks)
-// or at the deadline (the command), whichever is set and comes first.
+// or duration after its first operation (the command), whichever is set
+// and comes first. The duration runs from the first operation, not from
+// the budget's making: a scenario's setup (a runner taking its leases, a
+// saga engine starting) is not timed, and on a loaded machine it outlasted
+// TestRun's 100ms, which left a measurement of nothing.
 type budget struct {
 	ops      int64
-	deadline time.Time
+	duration time.Duration
+	start    sync.Once
+	deadline time.Time // set by start
 	taken    atomic.Int64
 }
 
-// take reports whether another operation may start. The first always
-// may: a deadline runs from before the scenario's setup, which on a loaded
-// machine can outlast a short one (TestRun's 100ms), and a measurement of
-// nothing has no rate.
+// take reports whether another operation may start.
 func (b *budget) take() bool {
-	n := b.taken.Add(1)
-	if b.ops > 0 && n > b.ops {
+	if b.ops > 0 && b.taken.Add(1) > b.ops {
 		return false
 	}
-	return n == 1 || b.deadline.IsZero() || time.Now().Before(b.deadline)
+	if b.duration == 0 {
+		return true
+	}
+	b.start.Do(func() { b.deadline = time.Now().Add(b.duration) })
+	return time.Now().Before(b.deadline)
 }
 
 // sample is the outcome of one measurement.

@@ -168,7 +168,7 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 		// A failover is no throughput to warm up for, and takes seconds.
 		if o.warmup > 0 && sc.scenario != scenarioFailover {
 			for _, sys := range systems {
-				if _, err := h.measure(ctx, sys, sc, &budget{deadline: time.Now().Add(o.warmup)}); err != nil {
+				if _, err := h.measure(ctx, sys, sc, &budget{duration: o.warmup}); err != nil {
 					return nil, err
 				}
 			}
@@ -182,7 +182,7 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 				slices.Reverse(order)
 			}
 			for _, sys := range order {
-				s, err := h.measure(ctx, sys, sc, &budget{deadline: time.Now().Add(o.duration)})
+				s, err := h.measure(ctx, sys, sc, &budget{duration: o.duration})
 				if err != nil {
 					return nil, err
 				}
