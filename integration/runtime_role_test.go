@@ -216,6 +216,20 @@ func TestRuntimeRoleRunsTheAPI(t *testing.T) {
 	if err != nil || len(category) != total-12 {
 		t.Fatalf("category read: %d events, %v; want %d", len(category), err, total-12)
 	}
+	// Backward, through the other two read functions: the whole log's
+	// last 5 from the head, and the category's.
+	for _, q := range []core.StreamQuery{core.ReadAll(), core.ReadCategory("account")} {
+		q.Direction, q.Limit = core.Backward, 5
+		last, err := es.ReadEvents(ctx, q)
+		if err != nil || len(last) != 5 || (q.Category == "" && last[0].GlobalPosition != total) {
+			t.Fatalf("backward read of %+v: %v, %v", q, last, err)
+		}
+		for i, e := range last[1:] {
+			if e.GlobalPosition >= last[i].GlobalPosition {
+				t.Fatalf("backward read of %+v out of order: %v", q, last)
+			}
+		}
+	}
 	if version, err := es.StreamVersion(ctx, "account-batch"); err != nil || version != 4 {
 		t.Fatalf("StreamVersion = %d, %v; want 4", version, err)
 	}
