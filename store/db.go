@@ -308,7 +308,12 @@ func (s *EventStore) findStored(ctx context.Context, exec executor, r *appendReq
 	}
 	found := make([]storedEvent, len(rows))
 	for i, row := range rows {
-		event, err := recordedEvent(&row.Event, row.GlobalPosition, nil)
+		stored := dbsqlc.Event{
+			Seq: row.Seq, StreamID: row.StreamID, StreamVersion: row.StreamVersion, Category: row.Category,
+			EventID: row.EventID, EventType: row.EventType, Data: row.Data, Headers: row.Headers,
+			CorrelationID: row.CorrelationID, CausationID: row.CausationID, RecordedAt: row.RecordedAt, Xid: row.Xid,
+		}
+		event, err := recordedEvent(&stored, row.GlobalPosition, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -118,6 +118,10 @@ var migrationEffects = map[int][]catalogObject{
 	12: {
 		{catalogFunctionSource, "read_log_forward(bigint, text[], integer, integer, integer) RETURN QUERY", true},
 	},
+	13: {
+		{catalogFunction, "stream_head(text)", true},
+		{catalogFunction, "read_stream_forward(text, bigint, integer, text[])", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows
