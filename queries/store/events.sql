@@ -201,11 +201,11 @@ FROM appended;
 -- subquery is evaluated once, before any row can pass the filter), bounds
 -- the wait for a concurrent insert of the same version or event id.
 --
--- Every kind of expectation is checked against the stream's head, read
--- once per append (the OFFSET keeps the lateral subquery whole, so the
--- function is not called once per reference): an EXISTS probe for Exact
--- could be planned, on a table without statistics, as a hash of the whole
--- table built on every call. The subquery around the first array keeps the
+-- Every kind of expectation is checked against the stream's head, which
+-- stream_heads reads for all the group's appends in one call (a call costs
+-- about as much as the read): an EXISTS probe for Exact could be planned,
+-- on a table without statistics, as a hash of the whole table built on
+-- every call. The subquery around the first array keeps the
 -- plan generic (see EventAppend). The category is computed as the store's
 -- categoryOf does.
 INSERT INTO /* TEMPLATE: schema */events
@@ -214,7 +214,7 @@ SELECT appends.stream_id,
        CASE appends.kind
            WHEN 'no_stream' THEN 1
            WHEN 'exact' THEN appends.expected + 1
-           ELSE head.version + 1
+           ELSE appends.head + 1
        END,
        CASE WHEN strpos(appends.stream_id, '-') > 0
             THEN left(appends.stream_id, strpos(appends.stream_id, '-') - 1) END,
@@ -227,16 +227,16 @@ SELECT appends.stream_id,
 FROM ROWS FROM (unnest((SELECT @stream_ids::text[])), unnest(@expected_kinds::text[]),
                 unnest(@expected_versions::bigint[]), unnest(@event_ids::uuid[]),
                 unnest(@event_types::text[]), unnest(@data::jsonb[]), unnest(@headers::jsonb[]),
-                unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
-    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
-CROSS JOIN LATERAL (SELECT /* TEMPLATE: schema */stream_head(appends.stream_id) AS version OFFSET 0) AS head
+                unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]),
+                /* TEMPLATE: schema */stream_heads((SELECT @stream_ids::text[])))
+    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id, head)
 WHERE (SELECT set_config('lock_timeout', @lock_timeout::text, true)) IS NOT NULL
   AND CASE appends.kind
           WHEN 'no_stream' THEN true
           ELSE pg_try_advisory_xact_lock_shared(hashtextextended(appends.stream_id, @lock_seed::bigint))
                AND CASE appends.kind
-                       WHEN 'exact' THEN head.version = appends.expected
-                       WHEN 'stream_exists' THEN head.version >= 1
+                       WHEN 'exact' THEN appends.head = appends.expected
+                       WHEN 'stream_exists' THEN appends.head >= 1
                        ELSE true
                    END
       END

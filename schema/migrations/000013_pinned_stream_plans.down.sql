@@ -70,6 +70,7 @@ END;
 $$;
 
 DROP FUNCTION stream_head(text);
+DROP FUNCTION stream_heads(text[]);
 DROP FUNCTION log_head();
 DROP FUNCTION stream_snapshot(text);
 DROP FUNCTION stored_events(uuid[]);
