@@ -62,6 +62,9 @@ func TestReadPagesCostWhatTheyHold(t *testing.T) {
 	measure := func() map[string]int {
 		costs := map[string]int{}
 		for name, call := range pages {
+			// Twice: the first run after the sequencer refreshed the
+			// statistics plans the page again, reading the catalog.
+			explainBuffers(t, conn, "SELECT * FROM "+schema+"."+fmt.Sprintf(call, pageSize))
 			costs[name] = explainBuffers(t, conn, "SELECT * FROM "+schema+"."+fmt.Sprintf(call, pageSize))
 		}
 		return costs

@@ -119,8 +119,8 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogFunctionSource, "read_log_forward(bigint, text[], integer, integer, integer) RETURN QUERY", true},
 	},
 	13: {
-		{catalogFunction, "stream_head(text)", true},
-		{catalogFunction, "read_stream_forward(text, bigint, integer, text[])", true},
+		{catalogFunction, "stored_events(uuid[])", true},
+		{catalogFunctionSource, "sequence_events() ANALYZE (SKIP_LOCKED)", true},
 	},
 }
 

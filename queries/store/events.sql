@@ -1,9 +1,8 @@
 -- Appends. The gate is the unique (stream_id, stream_version) index: an
 -- append inserts the versions its expectation implies, after checking in the
--- same statement that the stream is where the expectation says (its head,
--- read by stream_head, whose plan no statistics can change: see
--- schema/migrations). Two writers of the same version meet in the index:
--- the second waits for the first and, once it commits, inserts nothing. ON
+-- same statement that the stream is where the expectation says (its previous
+-- version exists). Two writers of the same version meet in the index: the
+-- second waits for the first and, once it commits, inserts nothing. ON
 -- CONFLICT DO NOTHING makes a lost race (and a retried event id) a result,
 -- not an exception, so a caller's transaction stays usable; the store then
 -- asks EventAppendRefused why.
@@ -33,7 +32,9 @@ SELECT @stream_id::text, @next_version::bigint, sqlc.narg(category)::text, @even
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-WHERE /* TEMPLATE: schema */stream_head(@stream_id::text) = @expected_version::bigint
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = @stream_id::text
+                AND previous.stream_version = @expected_version::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at;
 
@@ -54,7 +55,9 @@ SELECT sqlc.arg(stream_id)::text, sqlc.arg(next_version)::bigint, sqlc.narg(cate
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(sqlc.arg(stream_id)::text, sqlc.arg(lock_seed)::bigint))) AS stream_lock
-WHERE /* TEMPLATE: schema */stream_head(sqlc.arg(stream_id)::text) = sqlc.arg(expected_version)::bigint
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = sqlc.arg(stream_id)::text
+                AND previous.stream_version = sqlc.arg(expected_version)::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 ), why AS (
@@ -81,7 +84,9 @@ SELECT @stream_id::text, head.version + 1, sqlc.narg(category)::text, @event_id:
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head(@stream_id::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= @min_version::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at;
@@ -97,7 +102,9 @@ SELECT sqlc.arg(stream_id)::text, head.version + 1, sqlc.narg(category)::text, s
        sqlc.narg(causation_id)::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(sqlc.arg(stream_id)::text, sqlc.arg(lock_seed)::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head(sqlc.arg(stream_id)::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = sqlc.arg(stream_id)::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= sqlc.arg(min_version)::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -138,7 +145,9 @@ SELECT @stream_id::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head(@stream_id::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 -- ROWS FROM walks each array once; subscripting arrays of variable-length
 -- elements (batch.n) would walk them from the start for every event. The
 -- subquery hides the arrays' length from the planner: a custom plan would
@@ -176,7 +185,9 @@ SELECT @stream_id::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head(@stream_id::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = @stream_id::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT @event_ids::uuid[])), unnest(@event_types::text[]), unnest(@data::jsonb[]),
                       unnest(@headers::jsonb[]), unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -201,20 +212,19 @@ FROM appended;
 -- subquery is evaluated once, before any row can pass the filter), bounds
 -- the wait for a concurrent insert of the same version or event id.
 --
--- Every kind of expectation is checked against the stream's head, which
--- stream_heads reads for all the group's appends in one call (a call costs
--- about as much as the read): an EXISTS probe for Exact could be planned,
--- on a table without statistics, as a hash of the whole table built on
--- every call. The subquery around the first array keeps the
--- plan generic (see EventAppend). The category is computed as the store's
--- categoryOf does.
+-- Every kind of expectation is checked against the stream's head, which the
+-- planner always reads from the end of the version index: an EXISTS probe
+-- for Exact could be planned, on a table without statistics, as a hash of
+-- the whole table built on every call. The subquery around the first array
+-- keeps the plan generic (see EventAppend). The category is computed as the
+-- store's categoryOf does.
 INSERT INTO /* TEMPLATE: schema */events
     (stream_id, stream_version, category, event_id, event_type, data, headers, correlation_id, causation_id)
 SELECT appends.stream_id,
        CASE appends.kind
            WHEN 'no_stream' THEN 1
            WHEN 'exact' THEN appends.expected + 1
-           ELSE appends.head + 1
+           ELSE head.version + 1
        END,
        CASE WHEN strpos(appends.stream_id, '-') > 0
             THEN left(appends.stream_id, strpos(appends.stream_id, '-') - 1) END,
@@ -227,16 +237,18 @@ SELECT appends.stream_id,
 FROM ROWS FROM (unnest((SELECT @stream_ids::text[])), unnest(@expected_kinds::text[]),
                 unnest(@expected_versions::bigint[]), unnest(@event_ids::uuid[]),
                 unnest(@event_types::text[]), unnest(@data::jsonb[]), unnest(@headers::jsonb[]),
-                unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]),
-                /* TEMPLATE: schema */stream_heads((SELECT @stream_ids::text[])))
-    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id, head)
+                unnest(@correlation_ids::uuid[]), unnest(@causation_ids::uuid[]))
+    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
+CROSS JOIN LATERAL (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                                      WHERE current.stream_id = appends.stream_id
+                                      ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE (SELECT set_config('lock_timeout', @lock_timeout::text, true)) IS NOT NULL
   AND CASE appends.kind
           WHEN 'no_stream' THEN true
           ELSE pg_try_advisory_xact_lock_shared(hashtextextended(appends.stream_id, @lock_seed::bigint))
                AND CASE appends.kind
-                       WHEN 'exact' THEN appends.head = appends.expected
-                       WHEN 'stream_exists' THEN appends.head >= 1
+                       WHEN 'exact' THEN head.version = appends.expected
+                       WHEN 'stream_exists' THEN head.version >= 1
                        ELSE true
                    END
       END
@@ -278,18 +290,26 @@ CROSS JOIN LATERAL (SELECT array_position(@event_ids::uuid[], stored.event_id) A
 ORDER BY batch.n;
 
 -- name: StreamVersion :one
--- A stream's head, 0 for a stream without events. Every statement that
--- needs a stream's head reads it with stream_head, from the end of the
--- version index, never as max() (planned as an aggregate over the whole
--- stream), and with a plan no statistics can change.
-SELECT /* TEMPLATE: schema */stream_head(@stream_id::text)::bigint AS version;
+-- A stream's head is read as the last entry of its stream's range of the
+-- version index, here and wherever a statement needs it, never as max():
+-- a generic plan made while the table was empty or without statistics
+-- aggregates max() over every version of the stream (the planner expects
+-- one row per stream), a read that grows with the stream.
+SELECT coalesce((
+    SELECT stream_version FROM /* TEMPLATE: schema */events WHERE stream_id = @stream_id::text
+    ORDER BY stream_version DESC LIMIT 1
+), 0)::bigint AS version;
 
 -- name: StreamLock :one
 -- Locks a stream for the rest of the transaction, exclusively: appends to it
 -- from other transactions (which take the lock shared) wait until this one
--- ends. Returns the stream's version once the lock is held: 0 for a stream
--- without events.
-SELECT (SELECT /* TEMPLATE: schema */stream_head(@stream_id::text))::bigint AS version
+-- ends. Returns the stream's version once the lock is held, from a snapshot
+-- taken after it: 0 for a stream without events.
+SELECT coalesce((
+    SELECT stream_version FROM /* TEMPLATE: schema */events
+    WHERE stream_id = @stream_id::text
+    ORDER BY stream_version DESC LIMIT 1
+), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
           hashtextextended(@stream_id::text, @lock_seed::bigint))) AS stream_lock;
 
@@ -310,17 +330,74 @@ FROM (SELECT pg_advisory_xact_lock(
 -- the last one that starts at or before it, if the event is in it. The
 -- runs are read in one short scan of the log's stream index, from the run
 -- that holds the first version of the page's range to its last version,
--- whatever the number of events. Only an event read past the page's range
--- of versions (for what the range lacks) comes with its position, looked
--- up alone. The statement is read_stream_forward's (schema/migrations),
--- whose settings pin its plan whatever the statistics.
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_forward(@stream_id::text, @from_version::bigint, @max_events::integer,
-                                               @event_types::text[]) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at);
+-- whatever the number of events. Computing each event's position here
+-- (a probe of the index per event, then a binary search in arrays of the
+-- runs) cost the server as much as reading the event. Only an event read
+-- past the range (the second part of the page below) comes with its
+-- position, looked up alone.
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- The run holding the event starts at its batch's first
+                -- version (an event appended alone starts its own run). The
+                -- limit keeps the subquery from being flattened into a
+                -- join, which the planner made a hash join over the whole
+                -- log when the log had no statistics.
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = sqlc.arg(stream_id)::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold (versions
+ -- are gapless): a bounded range keeps the statement to one page of rows
+ -- whatever plan PostgreSQL picks. With statistics that predate the stream
+ -- it sorted every later version of the stream for each page, a read
+ -- quadratic in the stream's length. Only when the range holds fewer events
+ -- than the page (the stream ends in it, a type filter, or a version
+ -- missing) does the second part read on past it, for what the page still
+ -- lacks; without a type filter it reads its first event and no more while
+ -- the range lasts. With one, its first match could lie anywhere past the
+ -- range, so it first counts the range's matches: a one-time filter,
+ -- decided before that part scans anything.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+        ORDER BY page.stream_version)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text AND page.stream_version > least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = sqlc.arg(stream_id)::text
+                 AND counted.stream_version >= sqlc.arg(from_version)::bigint AND counted.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+                 AND counted.event_type = ANY(sqlc.arg(event_types)::text[])) < sqlc.arg(max_events)::integer)
+        ORDER BY page.stream_version
+        LIMIT sqlc.arg(max_events)::integer)) AS events
+ ORDER BY events.stream_version
+ LIMIT sqlc.arg(max_events)::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+  -- From the run that holds the first version of the range, if any.
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text AND earlier.first_version <= sqlc.arg(from_version)::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), sqlc.arg(from_version)::bigint);
 
 -- name: EventReadStreamRangeForward :many
 -- EventReadStreamForward without a type filter, a read's usual page: the
@@ -331,43 +408,152 @@ FROM /* TEMPLATE: schema */read_stream_forward(@stream_id::text, @from_version::
 -- which the store tells the stream's end from versions missing in the
 -- range (which only a superuser could delete): then it reads the page
 -- again with EventReadStreamForward, which reads on past them.
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_range_forward(@stream_id::text, @from_version::bigint, @max_events::integer) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at);
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = sqlc.arg(stream_id)::text
+   AND page.stream_version >= sqlc.arg(from_version)::bigint AND page.stream_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+ ORDER BY page.stream_version)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, 9223372036854775807 - sqlc.arg(max_events)::integer) + (sqlc.arg(max_events)::integer - 1)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text AND earlier.first_version <= sqlc.arg(from_version)::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), sqlc.arg(from_version)::bigint)
+UNION ALL
+SELECT 0, coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                    WHERE last.stream_id = sqlc.arg(stream_id)::text
+                    ORDER BY last.stream_version DESC LIMIT 1), 0),
+       -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz;
 
 -- name: EventLoadStream :many
 -- One page of a stream for loading an aggregate: only what replaying needs
 -- (upcasters and decoding see the type and data alone), no join for
 -- positions, and the stream's version as of this statement so that a load
 -- can bound itself and detect a corrupt stream.
-SELECT page.stream_head::bigint AS stream_head, page.stream_version::bigint AS stream_version,
-       page.event_type::text AS event_type, page.data::jsonb AS data
-FROM /* TEMPLATE: schema */load_stream(@stream_id::text, @from_version::bigint, @to_version::bigint,
-                                       @max_events::integer) AS page(stream_head, stream_version, event_type, data);
+SELECT coalesce((
+           SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = @stream_id::text
+           ORDER BY current.stream_version DESC LIMIT 1
+       ), 0)::bigint AS stream_head,
+       events.stream_version,
+       events.event_type,
+       events.data
+FROM /* TEMPLATE: schema */events
+WHERE events.stream_id = @stream_id::text
+  AND events.stream_version >= @from_version::bigint
+  AND events.stream_version <= @to_version::bigint
+ORDER BY events.stream_version
+LIMIT @max_events::integer;
 
 -- name: EventReadStreamBackward :many
--- As EventReadStreamForward, newest first, from the largest version asked
--- (the stream's last at most).
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_backward(@stream_id::text, @from_version::bigint, @max_events::integer,
-                                                @event_types::text[]) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at);
+-- As EventReadStreamForward, newest first. A read from the end asks from
+-- the largest version, so the range a page can hold ends at the stream's
+-- last version at most (top); the runs that come with the page are the
+-- range's.
+WITH top AS MATERIALIZED (
+    SELECT least(sqlc.arg(from_version)::bigint, coalesce((
+        SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+        WHERE last.stream_id = sqlc.arg(stream_id)::text
+        ORDER BY last.stream_version DESC
+        LIMIT 1), 0)) AS version
+)
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- As in EventReadStreamForward.
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = sqlc.arg(stream_id)::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold, reading on
+ -- below it only for what the range lacks, as in EventReadStreamForward.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version <= (SELECT version FROM top)
+          AND page.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+        ORDER BY page.stream_version DESC)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = sqlc.arg(stream_id)::text
+          AND page.stream_version < (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR page.event_type = ANY(sqlc.arg(event_types)::text[]))
+          AND (coalesce(cardinality(sqlc.arg(event_types)::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = sqlc.arg(stream_id)::text
+                 AND counted.stream_version <= (SELECT version FROM top)
+                 AND counted.stream_version >= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+                 AND counted.event_type = ANY(sqlc.arg(event_types)::text[])) < sqlc.arg(max_events)::integer)
+        ORDER BY page.stream_version DESC
+        LIMIT sqlc.arg(max_events)::integer)) AS events
+ ORDER BY events.stream_version DESC
+ LIMIT sqlc.arg(max_events)::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= (SELECT version FROM top)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text
+        AND earlier.first_version <= (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), (SELECT version FROM top) - (sqlc.arg(max_events)::integer - 1));
 
 -- name: EventReadStreamRangeBackward :many
--- EventReadStreamBackward without a type filter, as
--- EventReadStreamRangeForward.
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_range_backward(@stream_id::text, @from_version::bigint, @max_events::integer) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at);
+-- EventReadStreamBackward without a type filter: the range of versions the
+-- page can hold, below the stream's last version (head) or the version
+-- asked from, as EventReadStreamRangeForward.
+WITH head AS MATERIALIZED (
+    SELECT coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                     WHERE last.stream_id = sqlc.arg(stream_id)::text
+                     ORDER BY last.stream_version DESC LIMIT 1), 0) AS version
+)
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = sqlc.arg(stream_id)::text
+   AND page.stream_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head))
+   AND page.stream_version >= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1)
+ ORDER BY page.stream_version DESC)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = sqlc.arg(stream_id)::text
+  AND run.first_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head))
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = sqlc.arg(stream_id)::text
+        AND earlier.first_version <= least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), least(sqlc.arg(from_version)::bigint, (SELECT version FROM head)) - (sqlc.arg(max_events)::integer - 1))
+UNION ALL
+SELECT 0, head.version, -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM head;
 
 -- name: EventReadAllForward :many
 SELECT * FROM /* TEMPLATE: schema */read_log_forward(@from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);

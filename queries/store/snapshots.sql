@@ -1,7 +1,7 @@
 -- name: SnapshotGet :one
-SELECT taken.stream_version::bigint AS stream_version, taken.schema_version::integer AS schema_version,
-       taken.state::jsonb AS state
-FROM /* TEMPLATE: schema */stream_snapshot(@stream_id::text) AS taken(stream_version, schema_version, state);
+SELECT stream_version, schema_version, state
+FROM /* TEMPLATE: schema */snapshots
+WHERE stream_id = @stream_id::text;
 
 -- name: SnapshotSave :exec
 -- Keeps only the latest snapshot of a stream: an older one (a slow writer

@@ -27,7 +27,9 @@ SELECT $1::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head($1::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT $4::uuid[])), unnest($5::text[]), unnest($6::jsonb[]),
                       unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -120,7 +122,9 @@ SELECT $1::text,
        head.version + 1
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $3::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head($1::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 CROSS JOIN ROWS FROM (unnest((SELECT $4::uuid[])), unnest($5::text[]), unnest($6::jsonb[]),
                       unnest($7::jsonb[]), unnest($8::uuid[]), unnest($9::uuid[]))
     WITH ORDINALITY AS batch(event_id, event_type, data, headers, correlation_id, causation_id, n)
@@ -186,7 +190,9 @@ SELECT $1::text, $2::bigint, $3::text, $4::uuid,
        $9::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $10::bigint))) AS stream_lock
-WHERE /* TEMPLATE: schema */stream_head($1::text) = $11::bigint
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = $1::text
+                AND previous.stream_version = $11::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 `
@@ -240,7 +246,9 @@ SELECT $1::text, $2::bigint, $3::text, $4::uuid,
        $9::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $10::bigint))) AS stream_lock
-WHERE /* TEMPLATE: schema */stream_head($1::text) = $11::bigint
+WHERE EXISTS (SELECT 1 FROM /* TEMPLATE: schema */events AS previous
+              WHERE previous.stream_id = $1::text
+                AND previous.stream_version = $11::bigint)
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
 ), why AS (
@@ -318,7 +326,7 @@ SELECT appends.stream_id,
        CASE appends.kind
            WHEN 'no_stream' THEN 1
            WHEN 'exact' THEN appends.expected + 1
-           ELSE appends.head + 1
+           ELSE head.version + 1
        END,
        CASE WHEN strpos(appends.stream_id, '-') > 0
             THEN left(appends.stream_id, strpos(appends.stream_id, '-') - 1) END,
@@ -331,16 +339,18 @@ SELECT appends.stream_id,
 FROM ROWS FROM (unnest((SELECT $1::text[])), unnest($2::text[]),
                 unnest($3::bigint[]), unnest($4::uuid[]),
                 unnest($5::text[]), unnest($6::jsonb[]), unnest($7::jsonb[]),
-                unnest($8::uuid[]), unnest($9::uuid[]),
-                /* TEMPLATE: schema */stream_heads((SELECT $1::text[])))
-    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id, head)
+                unnest($8::uuid[]), unnest($9::uuid[]))
+    AS appends(stream_id, kind, expected, event_id, event_type, data, headers, correlation_id, causation_id)
+CROSS JOIN LATERAL (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                                      WHERE current.stream_id = appends.stream_id
+                                      ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE (SELECT set_config('lock_timeout', $10::text, true)) IS NOT NULL
   AND CASE appends.kind
           WHEN 'no_stream' THEN true
           ELSE pg_try_advisory_xact_lock_shared(hashtextextended(appends.stream_id, $11::bigint))
                AND CASE appends.kind
-                       WHEN 'exact' THEN appends.head = appends.expected
-                       WHEN 'stream_exists' THEN appends.head >= 1
+                       WHEN 'exact' THEN head.version = appends.expected
+                       WHEN 'stream_exists' THEN head.version >= 1
                        ELSE true
                    END
       END
@@ -377,13 +387,12 @@ type EventAppendGroupRow struct {
 // subquery is evaluated once, before any row can pass the filter), bounds
 // the wait for a concurrent insert of the same version or event id.
 //
-// Every kind of expectation is checked against the stream's head, which
-// stream_heads reads for all the group's appends in one call (a call costs
-// about as much as the read): an EXISTS probe for Exact could be planned,
-// on a table without statistics, as a hash of the whole table built on
-// every call. The subquery around the first array keeps the
-// plan generic (see EventAppend). The category is computed as the store's
-// categoryOf does.
+// Every kind of expectation is checked against the stream's head, which the
+// planner always reads from the end of the version index: an EXISTS probe
+// for Exact could be planned, on a table without statistics, as a hash of
+// the whole table built on every call. The subquery around the first array
+// keeps the plan generic (see EventAppend). The category is computed as the
+// store's categoryOf does.
 func (q *Queries) EventAppendGroup(ctx context.Context, db DBTX, arg *EventAppendGroupParams) ([]*EventAppendGroupRow, error) {
 	rows, err := db.Query(ctx, eventAppendGroup,
 		arg.StreamIds,
@@ -444,10 +453,9 @@ type EventAppendNewRow struct {
 
 // Appends. The gate is the unique (stream_id, stream_version) index: an
 // append inserts the versions its expectation implies, after checking in the
-// same statement that the stream is where the expectation says (its head,
-// read by stream_head, whose plan no statistics can change: see
-// schema/migrations). Two writers of the same version meet in the index:
-// the second waits for the first and, once it commits, inserts nothing. ON
+// same statement that the stream is where the expectation says (its previous
+// version exists). Two writers of the same version meet in the index: the
+// second waits for the first and, once it commits, inserts nothing. ON
 // CONFLICT DO NOTHING makes a lost race (and a retried event id) a result,
 // not an exception, so a caller's transaction stays usable; the store then
 // asks EventAppendRefused why.
@@ -482,7 +490,9 @@ SELECT $1::text, head.version + 1, $2::text, $3::uuid,
        $8::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $9::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head($1::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -535,7 +545,9 @@ SELECT $1::text, head.version + 1, $2::text, $3::uuid,
        $8::uuid
 FROM (SELECT pg_advisory_xact_lock_shared(
           hashtextextended($1::text, $9::bigint))) AS stream_lock
-CROSS JOIN (SELECT (SELECT /* TEMPLATE: schema */stream_head($1::text)) AS version) AS head
+CROSS JOIN (SELECT coalesce((SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+                              WHERE current.stream_id = $1::text
+                              ORDER BY current.stream_version DESC LIMIT 1), 0) AS version) AS head
 WHERE head.version >= $10::bigint
 ON CONFLICT DO NOTHING
 RETURNING stream_version, recorded_at
@@ -736,10 +748,20 @@ func (q *Queries) EventHead(ctx context.Context, db DBTX) (int64, error) {
 }
 
 const eventLoadStream = `-- name: EventLoadStream :many
-SELECT page.stream_head::bigint AS stream_head, page.stream_version::bigint AS stream_version,
-       page.event_type::text AS event_type, page.data::jsonb AS data
-FROM /* TEMPLATE: schema */load_stream($1::text, $2::bigint, $3::bigint,
-                                       $4::integer) AS page(stream_head, stream_version, event_type, data)
+SELECT coalesce((
+           SELECT current.stream_version FROM /* TEMPLATE: schema */events AS current
+           WHERE current.stream_id = $1::text
+           ORDER BY current.stream_version DESC LIMIT 1
+       ), 0)::bigint AS stream_head,
+       events.stream_version,
+       events.event_type,
+       events.data
+FROM /* TEMPLATE: schema */events
+WHERE events.stream_id = $1::text
+  AND events.stream_version >= $2::bigint
+  AND events.stream_version <= $3::bigint
+ORDER BY events.stream_version
+LIMIT $4::integer
 `
 
 type EventLoadStreamParams struct {
@@ -1003,18 +1025,71 @@ func (q *Queries) EventReadCategoryForward(ctx context.Context, db DBTX, arg *Ev
 }
 
 const eventReadStreamBackward = `-- name: EventReadStreamBackward :many
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_backward($1::text, $2::bigint, $3::integer,
-                                                $4::text[]) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at)
+WITH top AS MATERIALIZED (
+    SELECT least($1::bigint, coalesce((
+        SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+        WHERE last.stream_id = $2::text
+        ORDER BY last.stream_version DESC
+        LIMIT 1), 0)) AS version
+)
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- As in EventReadStreamForward.
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = $2::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold, reading on
+ -- below it only for what the range lacks, as in EventReadStreamForward.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $2::text
+          AND page.stream_version <= (SELECT version FROM top)
+          AND page.stream_version >= (SELECT version FROM top) - ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+        ORDER BY page.stream_version DESC)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $2::text
+          AND page.stream_version < (SELECT version FROM top) - ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = $2::text
+                 AND counted.stream_version <= (SELECT version FROM top)
+                 AND counted.stream_version >= (SELECT version FROM top) - ($3::integer - 1)
+                 AND counted.event_type = ANY($4::text[])) < $3::integer)
+        ORDER BY page.stream_version DESC
+        LIMIT $3::integer)) AS events
+ ORDER BY events.stream_version DESC
+ LIMIT $3::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $2::text
+  AND run.first_version <= (SELECT version FROM top)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $2::text
+        AND earlier.first_version <= (SELECT version FROM top) - ($3::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), (SELECT version FROM top) - ($3::integer - 1))
 `
 
 type EventReadStreamBackwardParams struct {
-	StreamID    string
 	FromVersion int64
+	StreamID    string
 	MaxEvents   int32
 	EventTypes  []string
 }
@@ -1032,12 +1107,14 @@ type EventReadStreamBackwardRow struct {
 	RecordedAt     time.Time
 }
 
-// As EventReadStreamForward, newest first, from the largest version asked
-// (the stream's last at most).
+// As EventReadStreamForward, newest first. A read from the end asks from
+// the largest version, so the range a page can hold ends at the stream's
+// last version at most (top); the runs that come with the page are the
+// range's.
 func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *EventReadStreamBackwardParams) ([]*EventReadStreamBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamBackward,
-		arg.StreamID,
 		arg.FromVersion,
+		arg.StreamID,
 		arg.MaxEvents,
 		arg.EventTypes,
 	)
@@ -1072,13 +1149,69 @@ func (q *Queries) EventReadStreamBackward(ctx context.Context, db DBTX, arg *Eve
 
 const eventReadStreamForward = `-- name: EventReadStreamForward :many
 
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_forward($1::text, $2::bigint, $3::integer,
-                                               $4::text[]) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at)
+(SELECT CASE WHEN events.past_range THEN coalesce((
+                -- The run holding the event starts at its batch's first
+                -- version (an event appended alone starts its own run). The
+                -- limit keeps the subquery from being flattened into a
+                -- join, which the planner made a hash join over the whole
+                -- log when the log had no statistics.
+                SELECT run.global_position + (events.stream_version - run.first_version)
+                FROM /* TEMPLATE: schema */event_log AS run
+                WHERE run.stream_id = $1::text
+                  AND run.first_version = coalesce(events.run_start, events.stream_version)
+                  AND events.stream_version < run.first_version + run.event_count
+                LIMIT 1), 0)
+            ELSE 0 END::bigint AS global_position,
+        events.stream_version,
+        0 AS run_events,
+        events.event_id, events.event_type, events.data, events.headers,
+        coalesce(events.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(events.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        events.recorded_at
+ -- The page is cut first, as the range of versions it can hold (versions
+ -- are gapless): a bounded range keeps the statement to one page of rows
+ -- whatever plan PostgreSQL picks. With statistics that predate the stream
+ -- it sorted every later version of the stream for each page, a read
+ -- quadratic in the stream's length. Only when the range holds fewer events
+ -- than the page (the stream ends in it, a type filter, or a version
+ -- missing) does the second part read on past it, for what the page still
+ -- lacks; without a type filter it reads its first event and no more while
+ -- the range lasts. With one, its first match could lie anywhere past the
+ -- range, so it first counts the range's matches: a one-time filter,
+ -- decided before that part scans anything.
+ FROM ((SELECT false AS past_range, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $1::text
+          AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+        ORDER BY page.stream_version)
+       UNION ALL
+       (SELECT true, page.stream_version, page.event_id, page.event_type, page.data, page.headers,
+               page.correlation_id, page.causation_id, page.recorded_at, page.run_start
+        FROM /* TEMPLATE: schema */events AS page
+        WHERE page.stream_id = $1::text AND page.stream_version > least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR page.event_type = ANY($4::text[]))
+          AND (coalesce(cardinality($4::text[]), 0) = 0 OR (SELECT count(*) FROM /* TEMPLATE: schema */events AS counted
+               WHERE counted.stream_id = $1::text
+                 AND counted.stream_version >= $2::bigint AND counted.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+                 AND counted.event_type = ANY($4::text[])) < $3::integer)
+        ORDER BY page.stream_version
+        LIMIT $3::integer)) AS events
+ ORDER BY events.stream_version
+ LIMIT $3::integer)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+  -- From the run that holds the first version of the range, if any.
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), $2::bigint)
 `
 
 type EventReadStreamForwardParams struct {
@@ -1116,10 +1249,11 @@ type EventReadStreamForwardRow struct {
 // the last one that starts at or before it, if the event is in it. The
 // runs are read in one short scan of the log's stream index, from the run
 // that holds the first version of the page's range to its last version,
-// whatever the number of events. Only an event read past the page's range
-// of versions (for what the range lacks) comes with its position, looked
-// up alone. The statement is read_stream_forward's (schema/migrations),
-// whose settings pin its plan whatever the statistics.
+// whatever the number of events. Computing each event's position here
+// (a probe of the index per event, then a binary search in arrays of the
+// runs) cost the server as much as reading the event. Only an event read
+// past the range (the second part of the page below) comes with its
+// position, looked up alone.
 func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *EventReadStreamForwardParams) ([]*EventReadStreamForwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamForward,
 		arg.StreamID,
@@ -1157,12 +1291,36 @@ func (q *Queries) EventReadStreamForward(ctx context.Context, db DBTX, arg *Even
 }
 
 const eventReadStreamRangeBackward = `-- name: EventReadStreamRangeBackward :many
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_range_backward($1::text, $2::bigint, $3::integer) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at)
+WITH head AS MATERIALIZED (
+    SELECT coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                     WHERE last.stream_id = $1::text
+                     ORDER BY last.stream_version DESC LIMIT 1), 0) AS version
+)
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = $1::text
+   AND page.stream_version <= least($2::bigint, (SELECT version FROM head))
+   AND page.stream_version >= least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1)
+ ORDER BY page.stream_version DESC)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, (SELECT version FROM head))
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text
+        AND earlier.first_version <= least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1)
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), least($2::bigint, (SELECT version FROM head)) - ($3::integer - 1))
+UNION ALL
+SELECT 0, head.version, -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM head
 `
 
 type EventReadStreamRangeBackwardParams struct {
@@ -1184,8 +1342,9 @@ type EventReadStreamRangeBackwardRow struct {
 	RecordedAt     time.Time
 }
 
-// EventReadStreamBackward without a type filter, as
-// EventReadStreamRangeForward.
+// EventReadStreamBackward without a type filter: the range of versions the
+// page can hold, below the stream's last version (head) or the version
+// asked from, as EventReadStreamRangeForward.
 func (q *Queries) EventReadStreamRangeBackward(ctx context.Context, db DBTX, arg *EventReadStreamRangeBackwardParams) ([]*EventReadStreamRangeBackwardRow, error) {
 	rows, err := db.Query(ctx, eventReadStreamRangeBackward, arg.StreamID, arg.FromVersion, arg.MaxEvents)
 	if err != nil {
@@ -1218,12 +1377,31 @@ func (q *Queries) EventReadStreamRangeBackward(ctx context.Context, db DBTX, arg
 }
 
 const eventReadStreamRangeForward = `-- name: EventReadStreamRangeForward :many
-SELECT page.global_position::bigint AS global_position, page.stream_version::bigint AS stream_version,
-       page.run_events::integer AS run_events, page.event_id::uuid AS event_id, page.event_type::text AS event_type,
-       page.data::jsonb AS data, page.headers::jsonb AS headers, page.correlation_id::uuid AS correlation_id,
-       page.causation_id::uuid AS causation_id, page.recorded_at::timestamptz AS recorded_at
-FROM /* TEMPLATE: schema */read_stream_range_forward($1::text, $2::bigint, $3::integer) AS page(global_position, stream_version, run_events, event_id, event_type, data, headers,
-                                                correlation_id, causation_id, recorded_at)
+(SELECT 0::bigint AS global_position, page.stream_version, 0 AS run_events,
+        page.event_id, page.event_type, page.data, page.headers,
+        coalesce(page.correlation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS correlation_id,
+        coalesce(page.causation_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS causation_id,
+        page.recorded_at
+ FROM /* TEMPLATE: schema */events AS page
+ WHERE page.stream_id = $1::text
+   AND page.stream_version >= $2::bigint AND page.stream_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+ ORDER BY page.stream_version)
+UNION ALL
+SELECT run.global_position, run.first_version, run.event_count,
+       '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
+FROM /* TEMPLATE: schema */event_log AS run
+WHERE run.stream_id = $1::text
+  AND run.first_version <= least($2::bigint, 9223372036854775807 - $3::integer) + ($3::integer - 1)
+  AND run.first_version >= coalesce((
+      SELECT earlier.first_version FROM /* TEMPLATE: schema */event_log AS earlier
+      WHERE earlier.stream_id = $1::text AND earlier.first_version <= $2::bigint
+      ORDER BY earlier.first_version DESC
+      LIMIT 1), $2::bigint)
+UNION ALL
+SELECT 0, coalesce((SELECT last.stream_version FROM /* TEMPLATE: schema */events AS last
+                    WHERE last.stream_id = $1::text
+                    ORDER BY last.stream_version DESC LIMIT 1), 0),
+       -1, '00000000-0000-0000-0000-000000000000'::uuid, '', 'null'::jsonb, NULL, '00000000-0000-0000-0000-000000000000'::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'epoch'::timestamptz
 `
 
 type EventReadStreamRangeForwardParams struct {
@@ -1298,7 +1476,11 @@ func (q *Queries) EventSequence(ctx context.Context, db DBTX) (int64, error) {
 }
 
 const streamLock = `-- name: StreamLock :one
-SELECT (SELECT /* TEMPLATE: schema */stream_head($1::text))::bigint AS version
+SELECT coalesce((
+    SELECT stream_version FROM /* TEMPLATE: schema */events
+    WHERE stream_id = $1::text
+    ORDER BY stream_version DESC LIMIT 1
+), 0)::bigint AS version
 FROM (SELECT pg_advisory_xact_lock(
           hashtextextended($1::text, $2::bigint))) AS stream_lock
 `
@@ -1310,8 +1492,8 @@ type StreamLockParams struct {
 
 // Locks a stream for the rest of the transaction, exclusively: appends to it
 // from other transactions (which take the lock shared) wait until this one
-// ends. Returns the stream's version once the lock is held: 0 for a stream
-// without events.
+// ends. Returns the stream's version once the lock is held, from a snapshot
+// taken after it: 0 for a stream without events.
 func (q *Queries) StreamLock(ctx context.Context, db DBTX, arg *StreamLockParams) (int64, error) {
 	row := db.QueryRow(ctx, streamLock, arg.StreamID, arg.LockSeed)
 	var version int64
@@ -1320,13 +1502,17 @@ func (q *Queries) StreamLock(ctx context.Context, db DBTX, arg *StreamLockParams
 }
 
 const streamVersion = `-- name: StreamVersion :one
-SELECT /* TEMPLATE: schema */stream_head($1::text)::bigint AS version
+SELECT coalesce((
+    SELECT stream_version FROM /* TEMPLATE: schema */events WHERE stream_id = $1::text
+    ORDER BY stream_version DESC LIMIT 1
+), 0)::bigint AS version
 `
 
-// A stream's head, 0 for a stream without events. Every statement that
-// needs a stream's head reads it with stream_head, from the end of the
-// version index, never as max() (planned as an aggregate over the whole
-// stream), and with a plan no statistics can change.
+// A stream's head is read as the last entry of its stream's range of the
+// version index, here and wherever a statement needs it, never as max():
+// a generic plan made while the table was empty or without statistics
+// aggregates max() over every version of the stream (the planner expects
+// one row per stream), a read that grows with the stream.
 func (q *Queries) StreamVersion(ctx context.Context, db DBTX, streamID string) (int64, error) {
 	row := db.QueryRow(ctx, streamVersion, streamID)
 	var version int64

@@ -10,9 +10,9 @@ import (
 )
 
 const snapshotGet = `-- name: SnapshotGet :one
-SELECT taken.stream_version::bigint AS stream_version, taken.schema_version::integer AS schema_version,
-       taken.state::jsonb AS state
-FROM /* TEMPLATE: schema */stream_snapshot($1::text) AS taken(stream_version, schema_version, state)
+SELECT stream_version, schema_version, state
+FROM /* TEMPLATE: schema */snapshots
+WHERE stream_id = $1::text
 `
 
 type SnapshotGetRow struct {

@@ -1,0 +1,86 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mire-go/mire/core"
+)
+
+// With autovacuum off, the statistics the store's plans are made from are
+// refreshed by the sequencer's sweeps each time the events table has
+// doubled since they were taken, so that no cached plan outlives a
+// doubling of the table (see migration 13); between doublings a sweep
+// leaves them alone. The sweeps run as the runtime role, which may not
+// ANALYZE the tables itself.
+func TestSweepsRefreshStatisticsAsTheLogDoubles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, runtime, _, _ := runtimeStore(t, 4)
+	tables := map[string]string{}
+	for _, table := range []string{"events", "event_log", "snapshots"} {
+		tables[table] = pgx.Identifier{owner.Schema(), table}.Sanitize()
+		if _, err := owner.Pool().Exec(ctx, "ALTER TABLE "+tables[table]+" SET (autovacuum_enabled = false)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// statistics returns the size in pages the events table had when its
+	// statistics were last taken (pg_class.relpages, which only ANALYZE and
+	// VACUUM set) and its size now.
+	statistics := func() (relpages int, pages int) {
+		t.Helper()
+		err := owner.Pool().QueryRow(ctx, "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class WHERE oid = $1::regclass",
+			tables["events"]).Scan(&relpages, &pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return relpages, pages
+	}
+	// appendSome appends n events (rounded up to tens) of about 1 KB, in
+	// batches of 10, and sweeps as the runtime role.
+	appended := 0
+	appendSome := func(n int) {
+		t.Helper()
+		for end := appended + n; appended < end; appended += 10 {
+			batch := make([]core.Event, 10)
+			for i := range batch {
+				batch[i] = core.NewEvent(Opened{Owner: strings.Repeat(uuid.NewString(), 28)})
+			}
+			if _, err := runtime.Append(ctx, fmt.Sprintf("account-%d", appended), core.NoStream, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := runtime.Sequence(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	appendSome(10)
+	relpages, pages := statistics()
+	if relpages != pages || pages == 0 {
+		t.Fatalf("after the first sweep: statistics of %d pages, table of %d; want them taken by the sweep", relpages, pages)
+	}
+	for round := range 6 {
+		// Half as much again: the sweep leaves the statistics alone.
+		appendSome(appended / 2)
+		before := relpages
+		relpages, pages = statistics()
+		if pages < 2*before && relpages != before {
+			t.Fatalf("round %d: statistics retaken at %d pages, taken at %d before; want them kept below %d pages", round, pages, before, 2*before)
+		}
+		// Past doubling it: the sweep takes them again.
+		for pages < 2*before {
+			appendSome(appended / 10)
+			relpages, pages = statistics()
+		}
+		if relpages != pages {
+			t.Fatalf("round %d: the table is %d pages, its statistics say %d (taken at %d before); want them retaken once it doubled", round, pages, relpages, before)
+		}
+	}
+	t.Logf("events table of %d pages after %d events, statistics of %d pages", pages, appended, relpages)
+}
