@@ -678,6 +678,12 @@ func (s *EventStore) sequence(ctx context.Context) (int64, error) {
 	return s.queries.EventSequence(ctx, s.db(s.pool))
 }
 
+// refreshStatistics runs refresh_statistics on the pool and reports whether
+// it analyzed the tables.
+func (s *EventStore) refreshStatistics(ctx context.Context) (bool, error) {
+	return s.queries.StatisticsRefresh(ctx, s.db(s.pool))
+}
+
 // head is the log's highest position, 0 for an empty log.
 func (s *EventStore) head(ctx context.Context) (int64, error) {
 	return s.queries.EventHead(ctx, s.db(s.pool))

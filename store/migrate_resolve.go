@@ -120,7 +120,7 @@ var migrationEffects = map[int][]catalogObject{
 	},
 	13: {
 		{catalogFunction, "stored_events(uuid[])", true},
-		{catalogFunctionSource, "sequence_events() ANALYZE (SKIP_LOCKED)", true},
+		{catalogFunction, "refresh_statistics()", true},
 	},
 }
 

@@ -22,15 +22,50 @@ import (
 // run a [Sequencer] to keep positions current in the background.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
 	if s.instr == nil {
-		assigned, err := s.sequence(ctx)
+		assigned, err := s.sequenceAndRefresh(ctx)
 		return assigned, s.interpretError("sequence", err)
 	}
 	ctx, op := s.start(ctx, core.Operation{Kind: core.OpSequence})
-	assigned, err := s.sequence(ctx)
+	assigned, err := s.sequenceAndRefresh(ctx)
 	err = s.interpretError("sequence", err)
 	op.done(core.Outcome{Err: err, Events: int(assigned)})
 	return assigned, err
 }
+
+// sequenceAndRefresh runs a sweep and, if it numbered events, the refresh
+// of the statistics (refresh_statistics in schema/migrations): when the
+// events table has doubled since its statistics were taken, they are taken
+// again, which remakes every connection's plans of the tables. It runs in a
+// statement of its own so that a slow or failed refresh never fails the
+// sweep; a failure is logged (at most once a minute) and the next sweep
+// tries again.
+func (s *EventStore) sequenceAndRefresh(ctx context.Context) (int64, error) {
+	assigned, err := s.sequence(ctx)
+	if err != nil || assigned == 0 {
+		return assigned, err
+	}
+	refreshed, refreshErr := s.refreshStatistics(ctx)
+	switch {
+	case refreshErr == nil:
+		if refreshed {
+			s.logger.DebugContext(ctx, "store: refreshed the statistics of a table that doubled since they were taken",
+				"schema", s.schema)
+		}
+	case ctx.Err() == nil:
+		now := time.Now().UnixNano()
+		last := s.refreshFailureLogged.Load()
+		if now-last >= int64(refreshFailureLogInterval) && s.refreshFailureLogged.CompareAndSwap(last, now) {
+			s.logger.WarnContext(ctx, "store: refreshing the statistics failed; the next sweep tries again",
+				"schema", s.schema, "error", s.interpretError("refresh statistics", refreshErr))
+		}
+	}
+	return assigned, nil
+}
+
+// refreshFailureLogInterval spaces the warnings of a refresh of the
+// statistics that keeps failing: the sequencer sweeps every few
+// milliseconds.
+const refreshFailureLogInterval = time.Minute
 
 // Head returns the highest assigned global position, 0 for an empty log.
 func (s *EventStore) Head(ctx context.Context) (int64, error) {

@@ -115,6 +115,10 @@ type EventStore struct {
 	// isolation level than READ COMMITTED, so the store's statements on the
 	// pool run in transactions that set it (see readCommittedDB).
 	poolNotReadCommitted atomic.Bool
+
+	// refreshFailureLogged is when a failed refresh of the statistics was
+	// last logged (Unix nanoseconds); see sequenceAndRefresh.
+	refreshFailureLogged atomic.Int64
 }
 
 // New returns an EventStore on pool. config may be nil for the defaults.

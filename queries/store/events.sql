@@ -572,6 +572,11 @@ SELECT * FROM /* TEMPLATE: schema */read_category_backward(@category::text, @fro
 -- sequence_events in schema/migrations.
 SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned;
 
+-- name: StatisticsRefresh :one
+-- Refreshes the statistics if the events table has doubled since they were
+-- taken; see refresh_statistics in schema/migrations.
+SELECT /* TEMPLATE: schema */refresh_statistics()::boolean AS refreshed;
+
 -- name: EventHead :one
 -- The highest assigned global position, 0 for an empty log: where the log's
 -- last run ends.

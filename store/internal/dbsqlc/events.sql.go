@@ -1475,6 +1475,19 @@ func (q *Queries) EventSequence(ctx context.Context, db DBTX) (int64, error) {
 	return assigned, err
 }
 
+const statisticsRefresh = `-- name: StatisticsRefresh :one
+SELECT /* TEMPLATE: schema */refresh_statistics()::boolean AS refreshed
+`
+
+// Refreshes the statistics if the events table has doubled since they were
+// taken; see refresh_statistics in schema/migrations.
+func (q *Queries) StatisticsRefresh(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, statisticsRefresh)
+	var refreshed bool
+	err := row.Scan(&refreshed)
+	return refreshed, err
+}
+
 const streamLock = `-- name: StreamLock :one
 SELECT coalesce((
     SELECT stream_version FROM /* TEMPLATE: schema */events
