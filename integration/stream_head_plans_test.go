@@ -296,7 +296,8 @@ func grouped(name string, args []any) int {
 	if name != "EventAppendGroup" {
 		return 1
 	}
-	return len(args[0].([]string))
+	streams, _ := args[0].([]string) // the group's stream ids
+	return max(len(streams), 1)
 }
 
 // statementRecorder is a pgx tracer that keeps the last call of each of the
