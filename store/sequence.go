@@ -20,6 +20,12 @@ import (
 // Category and whole-log reads call it first (see Config.NoSequenceOnRead);
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
+//
+// After a run that numbered events it also refreshes the statistics of the
+// store's tables once the events table has doubled since they were taken,
+// so that no plan PostgreSQL cached while the tables were small outlives
+// their growth, with autovacuum off too. That runs in a statement of its
+// own: a refresh that fails is logged, never returned.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
 	if s.instr == nil {
 		assigned, err := s.sequenceAndRefresh(ctx)
