@@ -673,8 +673,9 @@ func (s *EventStore) setLockTimeout(ctx context.Context, tx executor, timeout ti
 	return s.queries.TxSetLockTimeout(ctx, s.db(tx), fmt.Sprintf("%dms", timeout.Milliseconds()))
 }
 
-// sequence runs a sweep of the sequencer (sequence_events) on the pool.
-func (s *EventStore) sequence(ctx context.Context) (int64, error) {
+// sequence runs a sweep of the sequencer (sequence_events) on the pool, and
+// reports whether the statistics are due a refresh (statistics_stale).
+func (s *EventStore) sequence(ctx context.Context) (*dbsqlc.EventSequenceRow, error) {
 	return s.queries.EventSequence(ctx, s.db(s.pool))
 }
 

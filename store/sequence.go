@@ -38,17 +38,20 @@ func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
 	return assigned, err
 }
 
-// sequenceAndRefresh runs a sweep and, if it numbered events, the refresh
-// of the statistics (refresh_statistics in schema/migrations): when the
-// events table has doubled since its statistics were taken, they are taken
-// again, which remakes every connection's plans of the tables. It runs in a
-// statement of its own so that a slow or failed refresh never fails the
+// sequenceAndRefresh runs a sweep and, when its statement found the
+// statistics stale (the events table doubled since they were taken), the
+// refresh that takes them again (refresh_statistics in schema/migrations),
+// which remakes every connection's plans of the tables. The refresh runs in
+// a statement of its own so that a slow or failed one never fails the
 // sweep; a failure is logged (at most once a minute) and the next sweep
-// tries again.
+// that numbers events tries again.
 func (s *EventStore) sequenceAndRefresh(ctx context.Context) (int64, error) {
-	assigned, err := s.sequence(ctx)
-	if err != nil || assigned == 0 {
-		return assigned, err
+	swept, err := s.sequence(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !swept.RefreshDue {
+		return swept.Assigned, nil
 	}
 	refreshed, refreshErr := s.refreshStatistics(ctx)
 	switch {
@@ -60,18 +63,13 @@ func (s *EventStore) sequenceAndRefresh(ctx context.Context) (int64, error) {
 	case ctx.Err() == nil:
 		now := time.Now().UnixNano()
 		last := s.refreshFailureLogged.Load()
-		if now-last >= int64(refreshFailureLogInterval) && s.refreshFailureLogged.CompareAndSwap(last, now) {
+		if now-last >= int64(sequencerFailureLogInterval) && s.refreshFailureLogged.CompareAndSwap(last, now) {
 			s.logger.WarnContext(ctx, "store: refreshing the statistics failed; the next sweep tries again",
 				"schema", s.schema, "error", s.interpretError("refresh statistics", refreshErr))
 		}
 	}
-	return assigned, nil
+	return swept.Assigned, nil
 }
-
-// refreshFailureLogInterval spaces the warnings of a refresh of the
-// statistics that keeps failing: the sequencer sweeps every few
-// milliseconds.
-const refreshFailureLogInterval = time.Minute
 
 // Head returns the highest assigned global position, 0 for an empty log.
 func (s *EventStore) Head(ctx context.Context) (int64, error) {

@@ -568,13 +568,17 @@ SELECT * FROM /* TEMPLATE: schema */read_category_forward(@category::text, @from
 SELECT * FROM /* TEMPLATE: schema */read_category_backward(@category::text, @from_position::bigint, @event_types::text[], @max_events::integer, @partition_count::integer, @partition_index::integer);
 
 -- name: EventSequence :one
--- Assigns global positions to the events committed since the last run; see
--- sequence_events in schema/migrations.
-SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned;
+-- Assigns global positions to the events committed since the last run (see
+-- sequence_events in schema/migrations), and says whether the statistics
+-- of the tables are due a refresh (StatisticsRefresh), which only a run
+-- that numbered events asks. The subquery runs the sweep first.
+SELECT swept.assigned,
+       (swept.assigned > 0 AND /* TEMPLATE: schema */statistics_stale())::boolean AS refresh_due
+FROM (SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned OFFSET 0) AS swept;
 
 -- name: StatisticsRefresh :one
--- Refreshes the statistics if the events table has doubled since they were
--- taken; see refresh_statistics in schema/migrations.
+-- Refreshes the statistics if they are still stale; see refresh_statistics
+-- in schema/migrations.
 SELECT /* TEMPLATE: schema */refresh_statistics()::boolean AS refreshed;
 
 -- name: EventHead :one

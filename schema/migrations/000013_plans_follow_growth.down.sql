@@ -72,3 +72,4 @@ $$;
 DROP FUNCTION log_head();
 DROP FUNCTION stored_events(uuid[]);
 DROP FUNCTION refresh_statistics();
+DROP FUNCTION statistics_stale();

@@ -18,7 +18,8 @@
 -- statement: measured, it cost single appends, saves and stream reads 5 to
 -- 10% of their throughput, and loads from a snapshot a quarter. Instead
 -- the store refreshes the statistics after a sweep whenever the events
--- table has doubled since they were taken (refresh_statistics). ANALYZE
+-- table has doubled since they were taken (statistics_stale,
+-- refresh_statistics). ANALYZE
 -- invalidates every connection's plans of the tables, and the planner
 -- scales the statistics to a table's current size, so no plan outlives a
 -- doubling of the table. With autovacuum on, its ANALYZEs and VACUUMs keep
@@ -84,23 +85,36 @@ $$;
 REVOKE EXECUTE ON FUNCTION log_head() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stored_events(uuid[]) FROM PUBLIC;
 
--- Refreshes the statistics the store's plans are made from when the events
--- table has doubled since they were taken (relpages is its size then), and
--- returns whether it did. The store runs it after each sweep that numbered
--- events, in a statement of its own, so that a slow or failed refresh never
--- holds up or fails the numbering. Only the columns the store's statements
--- select on, from a sample of 3,000 rows (a few milliseconds at a million
--- events): plans need the table's size more than fine statistics. Skipped
--- while a VACUUM or ANALYZE of the tables runs, which refreshes them too.
--- SECURITY DEFINER: ANALYZE needs the tables' owner.
+-- Whether the events table has doubled since its statistics were taken
+-- (relpages is its size then). The store asks it in the sweep's statement,
+-- after a sweep that numbered events, so that a refresh costs no round trip
+-- until one is due.
+CREATE FUNCTION statistics_stale() RETURNS boolean
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+BEGIN
+    RETURN pg_relation_size('events') / current_setting('block_size')::bigint
+           >= 2 * (SELECT relpages FROM pg_catalog.pg_class WHERE oid = 'events'::regclass);
+END;
+$$;
+
+-- Refreshes the statistics the store's plans are made from when they are
+-- stale (see statistics_stale), and returns whether it did. The store runs
+-- it in a statement of its own after a sweep that found them stale, so that
+-- a slow or failed refresh never holds up or fails the numbering. Only the
+-- columns the store's statements select on, from a sample of 3,000 rows (a
+-- few milliseconds at a million events): plans need the table's size more
+-- than fine statistics. Skipped while a VACUUM or ANALYZE of the tables
+-- runs, which refreshes them too. SECURITY DEFINER: ANALYZE needs the
+-- tables' owner.
 CREATE FUNCTION refresh_statistics() RETURNS boolean
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET default_statistics_target = 10
 AS $$
 BEGIN
-    IF pg_relation_size('events') / current_setting('block_size')::bigint
-       < 2 * (SELECT relpages FROM pg_catalog.pg_class WHERE oid = 'events'::regclass) THEN
+    IF NOT statistics_stale() THEN
         RETURN false;
     END IF;
     ANALYZE (SKIP_LOCKED) events (stream_id, stream_version), event_log (stream_id, first_version),
@@ -109,6 +123,7 @@ BEGIN
 END;
 $$;
 
+REVOKE EXECUTE ON FUNCTION statistics_stale() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION refresh_statistics() FROM PUBLIC;
 
 -- grant_runtime and revoke_runtime cover the new functions.
@@ -142,8 +157,8 @@ BEGIN
                    ' %I.read_category_forward(text, bigint, text[], integer, integer, integer),'
                    ' %I.read_category_backward(text, bigint, text[], integer, integer, integer) TO %s',
                    schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.log_head(), %I.stored_events(uuid[]), %I.refresh_statistics() TO %s',
-                   schema_name, schema_name, schema_name, runtime);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %I.log_head(), %I.stored_events(uuid[]), %I.statistics_stale(), %I.refresh_statistics() TO %s',
+                   schema_name, schema_name, schema_name, schema_name, runtime);
     INSERT INTO runtime_roles (role_name) VALUES (runtime::text::name) ON CONFLICT DO NOTHING;
 END;
 $$;
@@ -166,8 +181,8 @@ BEGIN
                    ' %I.read_category_forward(text, bigint, text[], integer, integer, integer),'
                    ' %I.read_category_backward(text, bigint, text[], integer, integer, integer) FROM %s',
                    schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, schema_name, runtime);
-    EXECUTE format('REVOKE ALL ON FUNCTION %I.log_head(), %I.stored_events(uuid[]), %I.refresh_statistics() FROM %s',
-                   schema_name, schema_name, schema_name, runtime);
+    EXECUTE format('REVOKE ALL ON FUNCTION %I.log_head(), %I.stored_events(uuid[]), %I.statistics_stale(), %I.refresh_statistics() FROM %s',
+                   schema_name, schema_name, schema_name, schema_name, runtime);
     EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM %s', schema_name, runtime);
     DELETE FROM runtime_roles WHERE role_name = runtime::text::name;
 END;
@@ -180,7 +195,8 @@ DECLARE
     fn text;
 BEGIN
     FOREACH fn IN ARRAY ARRAY['grant_runtime(regrole)', 'revoke_runtime(regrole)',
-                              'log_head()', 'stored_events(uuid[])', 'refresh_statistics()'] LOOP
+                              'log_head()', 'stored_events(uuid[])', 'statistics_stale()',
+                              'refresh_statistics()'] LOOP
         EXECUTE format('ALTER FUNCTION %I.%s SET search_path = %I, pg_temp', current_schema(), fn, current_schema());
     END LOOP;
 END;

@@ -1463,24 +1463,33 @@ func (q *Queries) EventReadStreamRangeForward(ctx context.Context, db DBTX, arg 
 }
 
 const eventSequence = `-- name: EventSequence :one
-SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned
+SELECT swept.assigned,
+       (swept.assigned > 0 AND /* TEMPLATE: schema */statistics_stale())::boolean AS refresh_due
+FROM (SELECT /* TEMPLATE: schema */sequence_events()::bigint AS assigned OFFSET 0) AS swept
 `
 
-// Assigns global positions to the events committed since the last run; see
-// sequence_events in schema/migrations.
-func (q *Queries) EventSequence(ctx context.Context, db DBTX) (int64, error) {
+type EventSequenceRow struct {
+	Assigned   int64
+	RefreshDue bool
+}
+
+// Assigns global positions to the events committed since the last run (see
+// sequence_events in schema/migrations), and says whether the statistics
+// of the tables are due a refresh (StatisticsRefresh), which only a run
+// that numbered events asks. The subquery runs the sweep first.
+func (q *Queries) EventSequence(ctx context.Context, db DBTX) (*EventSequenceRow, error) {
 	row := db.QueryRow(ctx, eventSequence)
-	var assigned int64
-	err := row.Scan(&assigned)
-	return assigned, err
+	var i EventSequenceRow
+	err := row.Scan(&i.Assigned, &i.RefreshDue)
+	return &i, err
 }
 
 const statisticsRefresh = `-- name: StatisticsRefresh :one
 SELECT /* TEMPLATE: schema */refresh_statistics()::boolean AS refreshed
 `
 
-// Refreshes the statistics if the events table has doubled since they were
-// taken; see refresh_statistics in schema/migrations.
+// Refreshes the statistics if they are still stale; see refresh_statistics
+// in schema/migrations.
 func (q *Queries) StatisticsRefresh(ctx context.Context, db DBTX) (bool, error) {
 	row := db.QueryRow(ctx, statisticsRefresh)
 	var refreshed bool
