@@ -308,12 +308,8 @@ func (s *EventStore) findStored(ctx context.Context, exec executor, r *appendReq
 	}
 	found := make([]storedEvent, len(rows))
 	for i, row := range rows {
-		stored := dbsqlc.Event{
-			Seq: row.Seq, StreamID: row.StreamID, StreamVersion: row.StreamVersion, Category: row.Category,
-			EventID: row.EventID, EventType: row.EventType, Data: row.Data, Headers: row.Headers,
-			CorrelationID: row.CorrelationID, CausationID: row.CausationID, RecordedAt: row.RecordedAt, Xid: row.Xid,
-		}
-		event, err := recordedEvent(&stored, row.GlobalPosition, nil)
+		stored := sequenced(&row.PositionedEvent)
+		event, err := recordedEvent(&stored.event, stored.position, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -460,7 +456,8 @@ func partitionCount(q core.StreamQuery) int32 { return int32(min(q.Partitions, c
 
 func partitionIndex(q core.StreamQuery) int32 { return int32(min(q.Partition, core.StreamBuckets)) }
 
-// sequenced is a row of a whole-log or category page.
+// sequenced is a row of positioned_events: of a whole-log or category page,
+// or an event found stored by its id.
 func sequenced(r *dbsqlc.PositionedEvent) positionedRow {
 	return positionedRow{event: dbsqlc.Event{
 		Seq: r.Seq, StreamID: r.StreamID, StreamVersion: r.StreamVersion, Category: r.Category,

@@ -272,21 +272,21 @@ FROM /* TEMPLATE: schema */append_refusal(sqlc.arg(stream_id)::text, sqlc.arg(ev
 -- traceparent, tracestate) say how an event was delivered, not what it is,
 -- and are left out of the comparison: a retry under another trace is still
 -- a retry.
-SELECT stored.*,
-       (stored.event_type = (@event_types::text[])[batch.n]
-        AND stored.data = (@data::jsonb[])[batch.n]
-        AND nullif(stored.headers - @trace_headers::text[], '{}'::jsonb) IS NOT DISTINCT FROM
+SELECT sqlc.embed(positioned_events),
+       (positioned_events.event_type = (@event_types::text[])[batch.n]
+        AND positioned_events.data = (@data::jsonb[])[batch.n]
+        AND nullif(positioned_events.headers - @trace_headers::text[], '{}'::jsonb) IS NOT DISTINCT FROM
             nullif((@headers::jsonb[])[batch.n] - @trace_headers::text[], '{}'::jsonb)
-        AND stored.correlation_id IS NOT DISTINCT FROM
+        AND positioned_events.correlation_id IS NOT DISTINCT FROM
             nullif((@correlation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
-        AND stored.causation_id IS NOT DISTINCT FROM
+        AND positioned_events.causation_id IS NOT DISTINCT FROM
             nullif((@causation_ids::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
        )::boolean AS same_content
 -- stored_events finds them (see schema/migrations), with a plan no
 -- statistics can change; each is compared with the request's event of the
--- same id.
-FROM /* TEMPLATE: schema */stored_events(@event_ids::uuid[]) AS stored
-CROSS JOIN LATERAL (SELECT array_position(@event_ids::uuid[], stored.event_id) AS n) AS batch
+-- same id. The alias is the name of their row type, so that sqlc embeds it.
+FROM /* TEMPLATE: schema */stored_events(@event_ids::uuid[]) AS positioned_events
+CROSS JOIN LATERAL (SELECT array_position(@event_ids::uuid[], positioned_events.event_id) AS n) AS batch
 ORDER BY batch.n;
 
 -- name: StreamVersion :one

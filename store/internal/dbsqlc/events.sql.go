@@ -639,18 +639,18 @@ func (q *Queries) EventAppendRefused(ctx context.Context, db DBTX, arg *EventApp
 }
 
 const eventFindByIDs = `-- name: EventFindByIDs :many
-SELECT stored.global_position, stored.seq, stored.stream_id, stored.stream_version, stored.category, stored.event_id, stored.event_type, stored.data, stored.headers, stored.correlation_id, stored.causation_id, stored.recorded_at, stored.xid,
-       (stored.event_type = ($1::text[])[batch.n]
-        AND stored.data = ($2::jsonb[])[batch.n]
-        AND nullif(stored.headers - $3::text[], '{}'::jsonb) IS NOT DISTINCT FROM
+SELECT positioned_events.global_position, positioned_events.seq, positioned_events.stream_id, positioned_events.stream_version, positioned_events.category, positioned_events.event_id, positioned_events.event_type, positioned_events.data, positioned_events.headers, positioned_events.correlation_id, positioned_events.causation_id, positioned_events.recorded_at, positioned_events.xid,
+       (positioned_events.event_type = ($1::text[])[batch.n]
+        AND positioned_events.data = ($2::jsonb[])[batch.n]
+        AND nullif(positioned_events.headers - $3::text[], '{}'::jsonb) IS NOT DISTINCT FROM
             nullif(($4::jsonb[])[batch.n] - $3::text[], '{}'::jsonb)
-        AND stored.correlation_id IS NOT DISTINCT FROM
+        AND positioned_events.correlation_id IS NOT DISTINCT FROM
             nullif(($5::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
-        AND stored.causation_id IS NOT DISTINCT FROM
+        AND positioned_events.causation_id IS NOT DISTINCT FROM
             nullif(($6::uuid[])[batch.n], '00000000-0000-0000-0000-000000000000'::uuid)
        )::boolean AS same_content
-FROM /* TEMPLATE: schema */stored_events($7::uuid[]) AS stored
-CROSS JOIN LATERAL (SELECT array_position($7::uuid[], stored.event_id) AS n) AS batch
+FROM /* TEMPLATE: schema */stored_events($7::uuid[]) AS positioned_events
+CROSS JOIN LATERAL (SELECT array_position($7::uuid[], positioned_events.event_id) AS n) AS batch
 ORDER BY batch.n
 `
 
@@ -665,20 +665,8 @@ type EventFindByIDsParams struct {
 }
 
 type EventFindByIDsRow struct {
-	GlobalPosition int64
-	Seq            int64
-	StreamID       string
-	StreamVersion  int64
-	Category       *string
-	EventID        [16]byte
-	EventType      string
-	Data           []byte
-	Headers        []byte
-	CorrelationID  *[16]byte
-	CausationID    *[16]byte
-	RecordedAt     time.Time
-	Xid            uint64
-	SameContent    bool
+	PositionedEvent PositionedEvent
+	SameContent     bool
 }
 
 // The stored events among a batch of event ids, with their positions once
@@ -690,7 +678,7 @@ type EventFindByIDsRow struct {
 // a retry.
 // stored_events finds them (see schema/migrations), with a plan no
 // statistics can change; each is compared with the request's event of the
-// same id.
+// same id. The alias is the name of their row type, so that sqlc embeds it.
 func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByIDsParams) ([]*EventFindByIDsRow, error) {
 	rows, err := db.Query(ctx, eventFindByIDs,
 		arg.EventTypes,
@@ -709,19 +697,19 @@ func (q *Queries) EventFindByIDs(ctx context.Context, db DBTX, arg *EventFindByI
 	for rows.Next() {
 		var i EventFindByIDsRow
 		if err := rows.Scan(
-			&i.GlobalPosition,
-			&i.Seq,
-			&i.StreamID,
-			&i.StreamVersion,
-			&i.Category,
-			&i.EventID,
-			&i.EventType,
-			&i.Data,
-			&i.Headers,
-			&i.CorrelationID,
-			&i.CausationID,
-			&i.RecordedAt,
-			&i.Xid,
+			&i.PositionedEvent.GlobalPosition,
+			&i.PositionedEvent.Seq,
+			&i.PositionedEvent.StreamID,
+			&i.PositionedEvent.StreamVersion,
+			&i.PositionedEvent.Category,
+			&i.PositionedEvent.EventID,
+			&i.PositionedEvent.EventType,
+			&i.PositionedEvent.Data,
+			&i.PositionedEvent.Headers,
+			&i.PositionedEvent.CorrelationID,
+			&i.PositionedEvent.CausationID,
+			&i.PositionedEvent.RecordedAt,
+			&i.PositionedEvent.Xid,
 			&i.SameContent,
 		); err != nil {
 			return nil, err
