@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +76,7 @@ func benchmark(b *testing.B, pick func(*harness) system, sc spec) {
 func mire(h *harness) system         { return h.mire }
 func mireSnapshot(h *harness) system { return h.mireSnapshot }
 func raw(h *harness) system          { return h.raw }
+func rawIndexed(h *harness) system   { return h.rawIndexed }
 
 func benchmarkWriters(b *testing.B, pick func(*harness) system, scenario string, batch int, writers ...int) {
 	for _, w := range writers {
@@ -91,6 +93,10 @@ func BenchmarkAppendRaw(b *testing.B) { benchmarkWriters(b, raw, scenarioAppend,
 func BenchmarkAppendBatch100(b *testing.B) { benchmarkWriters(b, mire, scenarioBatch, 100, 1, 4) }
 
 func BenchmarkAppendBatch100Raw(b *testing.B) { benchmarkWriters(b, raw, scenarioBatch, 100, 1, 4) }
+
+func BenchmarkAppendBatch100RawIndex(b *testing.B) {
+	benchmarkWriters(b, rawIndexed, scenarioBatch, 100, 1, 4)
+}
 
 func BenchmarkReadStream10k(b *testing.B) {
 	benchmark(b, mire, spec{scenario: scenarioRead, writers: 1, batch: 10_000})
@@ -149,7 +155,8 @@ func TestRun(t *testing.T) {
 			t.Errorf("row %+v: want positive rates from %d samples", row, o.rounds)
 		}
 	}
-	want := []string{"append/raw", "append/mire", "append/mire-ungrouped", "append_batch/raw", "append_batch/mire",
+	want := []string{"append/raw", "append/raw+index", "append/mire", "append/mire-ungrouped",
+		"append_batch/raw", "append_batch/raw+index", "append_batch/mire",
 		"append_contended/raw", "append_contended/mire", "append_contended/mire-ungrouped",
 		"read_stream/raw", "read_stream/mire", "load/raw", "load/mire", "load/mire+snapshot", "save/raw", "save/mire",
 		"read_log/raw", "read_log/mire", "read_category/raw", "read_category/mire",
@@ -163,23 +170,29 @@ func TestRun(t *testing.T) {
 		if (row.RatioToRaw == nil) != noBaseline {
 			t.Errorf("row %s/%s: ratio to raw %v: want one exactly for scenarios with a baseline", row.Scenario, row.System, row.RatioToRaw)
 		}
+		// mire's append rows, and only those, are also compared with
+		// raw+index, whose rate is raw's times its ratio.
+		indexed := (row.Scenario == scenarioAppend || row.Scenario == scenarioBatch) && strings.HasPrefix(row.System, "mire")
+		if (row.RatioToRawIndex == nil) == indexed {
+			t.Errorf("row %s/%s: ratio to raw+index %v: want one exactly on mire's append rows", row.Scenario, row.System, row.RatioToRawIndex)
+		}
 	}
-	if l := rows[22].LatencyMillis; l == nil || l.Events == 0 || l.P50 > l.P99 || l.P99 > l.Max {
-		t.Errorf("latency row %+v: want percentiles over its events", rows[22])
+	if l := rows[24].LatencyMillis; l == nil || l.Events == 0 || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latency row %+v: want percentiles over its events", rows[24])
 	}
 	// A killed leader's lease is taken over once it expires, within
 	// LeaseTTL + RecheckInterval (here with a second for a loaded
 	// machine); a stopped one's at once, long before it would expire.
-	if kill := rows[23].Takeover; kill == nil || len(kill.Samples) != o.rounds || kill.Bound != 1100 || kill.Max > kill.Bound+1000 {
-		t.Errorf("failover row after a kill %+v: want %d takeovers within LeaseTTL + RecheckInterval", rows[23], o.rounds)
+	if kill := rows[25].Takeover; kill == nil || len(kill.Samples) != o.rounds || kill.Bound != 1100 || kill.Max > kill.Bound+1000 {
+		t.Errorf("failover row after a kill %+v: want %d takeovers within LeaseTTL + RecheckInterval", rows[25], o.rounds)
 	}
-	if stop := rows[24].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
-		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[24], o.rounds)
+	if stop := rows[26].Takeover; stop == nil || len(stop.Samples) != o.rounds || stop.Max >= stop.LeaseTTL {
+		t.Errorf("failover row after a stop %+v: want %d takeovers before the lease would expire", rows[26], o.rounds)
 	}
 	// Each saga is timed at both its steps, and commits at least five
 	// transactions of its own: its start, its two sends, the confirmation
 	// and the one that journals its outcome.
-	for _, row := range rows[25:] {
+	for _, row := range rows[27:] {
 		f, l := row.Saga, row.LatencyMillis
 		switch {
 		case f == nil || l == nil:
@@ -195,7 +208,7 @@ func TestRun(t *testing.T) {
 	}
 	// A snapshotted load replays nothing: it reads the snapshot, finds no
 	// later events and checks the stream's version.
-	if row := rows[10]; row.StatementsPerOp > 3 {
+	if row := rows[12]; row.StatementsPerOp > 3 {
 		t.Errorf("mire+snapshot load: %.2f statements per load, want at most 3", row.StatementsPerOp)
 	}
 	check, err := h.headCheck(ctx)

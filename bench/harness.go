@@ -37,7 +37,8 @@ type harness struct {
 	// without -ungrouped or when -solo-appends turns grouping off anyway.
 	mireUngrouped *mireSystem
 	raw           *rawSystem
-	saga          *sagaPool // the saga scenario's pool, on mire's schema; nil until it runs
+	rawIndexed    *rawIndexedSystem // raw's appends into a table with the version index
+	saga          *sagaPool         // the saga scenario's pool, on mire's schema; nil until it runs
 
 	// sequencing is the mire store on the admin pool, so that sequencing and
 	// head checks stay out of the workload's statement count.
@@ -105,6 +106,7 @@ func newHarness(ctx context.Context, url string, maxConns int32, mireSchema, raw
 	if h.raw, err = newRawSystem(ctx, h.pool, rawSchema, mireSchema); err != nil {
 		return nil, err
 	}
+	h.rawIndexed = newRawIndexedSystem(h.raw)
 	return h, nil
 }
 
@@ -138,8 +140,9 @@ func (h *harness) newCartID() string {
 	return strconv.FormatInt(h.carts.Add(1), 10)
 }
 
-// systems returns the systems sc compares, the baseline first; latency,
-// failover and saga have none, and run on mire alone.
+// systems returns the systems sc compares, the baseline first (then, in the
+// append scenarios, raw+index); latency, failover and saga have none, and
+// run on mire alone.
 func (h *harness) systems(sc spec) []system {
 	switch sc.scenario {
 	case scenarioLoad:
@@ -150,7 +153,14 @@ func (h *harness) systems(sc spec) []system {
 		}
 	case scenarioLatency, scenarioFailover, scenarioSaga:
 		return []system{h.mire}
-	case scenarioAppend, scenarioContended:
+	case scenarioAppend:
+		if h.mireUngrouped != nil {
+			return []system{h.raw, h.rawIndexed, h.mire, h.mireUngrouped}
+		}
+		return []system{h.raw, h.rawIndexed, h.mire}
+	case scenarioBatch:
+		return []system{h.raw, h.rawIndexed, h.mire}
+	case scenarioContended:
 		if h.mireUngrouped != nil {
 			return []system{h.raw, h.mire, h.mireUngrouped}
 		}

@@ -62,8 +62,11 @@ type Row struct {
 	Variant      string   `json:"variant,omitempty"`      // the runner scenarios: the runner's settings
 	EventsPerSec float64  `json:"events_per_sec"`         // median of the rounds
 	RatioToRaw   *float64 `json:"ratio_to_raw,omitempty"` // absent for a scenario without a baseline
-	Note         string   `json:"note,omitempty"`         // what a scenario without a baseline measures
-	OpsPerSec    float64  `json:"ops_per_sec"`            // appends, reads, loads or saves: events_per_sec / events_per_op
+	// RatioToRawIndex compares mire's rows of the append scenarios with
+	// raw+index: raw's appends into a table with the version index.
+	RatioToRawIndex *float64 `json:"ratio_to_raw_index,omitempty"`
+	Note            string   `json:"note,omitempty"` // what a scenario without a baseline measures
+	OpsPerSec       float64  `json:"ops_per_sec"`    // appends, reads, loads or saves: events_per_sec / events_per_op
 
 	EventsPerOp       int       `json:"events_per_op"`
 	Samples           []float64 `json:"samples_events_per_sec"` // in the order measured
@@ -178,8 +181,9 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 
 func ptr[T any](v T) *T { return &v }
 
-const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, or (raw, mire, mire-ungrouped) " +
-	"for append and append_contended, mire-ungrouped being the same schema through a store with group commit off " +
+const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+snapshot) for load, or (raw, raw+index, mire) " +
+	"for append_batch, or (raw, raw+index, mire, mire-ungrouped) for append and (raw, mire, mire-ungrouped) for " +
+	"append_contended, mire-ungrouped being the same schema through a store with group commit off " +
 	"(Config.SoloAppends -1; -ungrouped=false leaves it out), in ABBA order " +
 	"(the order reversed every other round: AB, BA, BA, AB, ...), each for a fixed duration after an unmeasured " +
 	"warm-up; events_per_sec is the median of the rounds, ratio_to_raw compares medians; load counts the " +
@@ -197,6 +201,9 @@ const method = "each scenario runs rounds x (raw, mire), or (raw, mire, mire+sna
 
 const rawBaseline = "table with a bigserial primary key and no other index or constraint; one event: " +
 	"INSERT ... VALUES autocommit; a batch: one INSERT ... SELECT FROM unnest(arrays) autocommit; " +
+	"raw+index (append and append_batch only): the same inserts into a table that also has a unique " +
+	"(stream_id, stream_version) index, the version gate an event store needs, its ratio_to_raw against raw; " +
+	"mire's rows there also have ratio_to_raw_index, against raw+index; " +
 	"reads: SELECT by stream_id ORDER BY stream_version on a copy of the table with a (stream_id, stream_version) " +
 	"index, scanned into structs (metadata left as raw JSON, while mire decodes headers into a map); " +
 	"load: one SELECT of stream_version, event_type, data from that table ordered by stream_version, each row " +
@@ -208,6 +215,23 @@ const rawBaseline = "table with a bigserial primary key and no other index or co
 	"encodes directly (a uuid.UUID would go through its driver.Valuer); catchup: read_log's query, one SELECT " +
 	"of the block from event_log joined to events in position order, every row scanned (the runner also decodes " +
 	"each event into an ItemAdded for its handler)"
+
+// writeIndexedRatios prints the append rows' ratios to raw+index, if the
+// run had any.
+func writeIndexedRatios(w io.Writer, rows []Row) error {
+	var parts []string
+	for _, row := range rows {
+		if row.RatioToRawIndex != nil {
+			parts = append(parts, fmt.Sprintf("%s %d writers %s %.2fx", row.Scenario, row.Writers, row.System, *row.RatioToRawIndex))
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "\nvs raw+index (raw's inserts into a table with a unique (stream_id, stream_version) index): %s\n",
+		strings.Join(parts, ", "))
+	return err
+}
 
 // newMeta describes the run and the server.
 func (h *harness) newMeta(ctx context.Context, o options, source string) (Meta, error) {
@@ -274,6 +298,9 @@ func writeTable(w io.Writer, r *Report) error {
 		}
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeIndexedRatios(w, r.Rows); err != nil {
 		return err
 	}
 	if err := writeRunnerTable(w, runnerRows); err != nil {

@@ -199,8 +199,15 @@ func (h *harness) run(ctx context.Context, o options, progress io.Writer) ([]Row
 		}
 		raw := newRow(sc, systems[0].name(), samples[systems[0].name()], 0)
 		rows = append(rows, raw)
+		var indexed *Row // raw+index, in the append scenarios
 		for _, sys := range systems[1:] {
-			rows = append(rows, newRow(sc, sys.name(), samples[sys.name()], raw.EventsPerSec))
+			row := newRow(sc, sys.name(), samples[sys.name()], raw.EventsPerSec)
+			if _, ok := sys.(*rawIndexedSystem); ok {
+				indexed = &row
+			} else if indexed != nil {
+				row.RatioToRawIndex = ptr(round(row.EventsPerSec/indexed.EventsPerSec, 3))
+			}
+			rows = append(rows, row)
 		}
 	}
 	return rows, nil

@@ -278,7 +278,9 @@ type rawSystem struct {
 // that read and load scenarios read, and the carts of the save scenario,
 // live in raw_stream_events, which also has the (stream_id, stream_version)
 // index any real reader needs; it is unique, as mire's is, so that it
-// checks a save's optimistic concurrency.
+// checks a save's optimistic concurrency. raw_indexed_events is
+// raw_events with that index, for the raw+index appends (see
+// rawIndexedSystem).
 const rawTable = `
 CREATE TABLE %[1]s.raw_events (
     id bigserial PRIMARY KEY,
@@ -293,6 +295,9 @@ CREATE TABLE %[1]s.raw_events (
 CREATE TABLE %[1]s.raw_stream_events (LIKE %[1]s.raw_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
 ALTER TABLE %[1]s.raw_stream_events ADD PRIMARY KEY (id);
 CREATE UNIQUE INDEX ON %[1]s.raw_stream_events (stream_id, stream_version);
+CREATE TABLE %[1]s.raw_indexed_events (LIKE %[1]s.raw_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE %[1]s.raw_indexed_events ADD PRIMARY KEY (id);
+CREATE UNIQUE INDEX ON %[1]s.raw_indexed_events (stream_id, stream_version);
 `
 
 // insertMany inserts a batch into a table in one statement, prepared once
@@ -345,6 +350,39 @@ func newRawSystem(ctx context.Context, pool *pgxpool.Pool, schema, mireSchema st
 }
 
 func (*rawSystem) name() string { return "raw" }
+
+// rawIndexedName names the second baseline of the append scenarios.
+const rawIndexedName = "raw+index"
+
+// rawIndexedSystem is the baseline's appends into raw_indexed_events, whose
+// unique (stream_id, stream_version) index is the version gate an event
+// store cannot do without (mire's, and the one the contended scenario's
+// baseline conflicts on). Beside raw, it tells what that index costs apart
+// from what mire adds. Only the append scenarios run it; it inherits the
+// rest from rawSystem.
+type rawIndexedSystem struct {
+	*rawSystem
+	indexedOne, indexedMany string
+}
+
+func newRawIndexedSystem(raw *rawSystem) *rawIndexedSystem {
+	table := pgx.Identifier{raw.schema, "raw_indexed_events"}.Sanitize()
+	return &rawIndexedSystem{
+		rawSystem:   raw,
+		indexedOne:  fmt.Sprintf(insertOne, table),
+		indexedMany: fmt.Sprintf(insertMany, table),
+	}
+}
+
+func (*rawIndexedSystem) name() string { return rawIndexedName }
+
+// appendEvents appends as rawSystem's does, into the indexed table.
+func (r *rawIndexedSystem) appendEvents(ctx context.Context, stream string, version int64, items []ItemAdded) error {
+	if len(items) == 1 {
+		return r.insert(ctx, r.indexedOne, stream, version+1, items[0])
+	}
+	return r.insertBatch(ctx, r.indexedMany, stream, version, items)
+}
 
 // appendEvents inserts one row with VALUES, or a batch in one unnest
 // statement (so in one transaction: autocommit).
