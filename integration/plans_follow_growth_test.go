@@ -100,3 +100,72 @@ func TestSweepsRefreshStatisticsAsTheLogDoubles(t *testing.T) {
 		t.Fatalf("statistics of %d pages, table of %d: taken although the refresh was refused", relpages, pages)
 	}
 }
+
+// The saga table's statistics are refreshed as it doubles, as the log's
+// are (migration 14), by the sweeps the runtime role runs: sagas append
+// their journals, so sweeps keep numbering events while sagas accumulate.
+// Between doublings they are left alone.
+func TestSweepsRefreshSagaStatisticsAsSagasAccumulate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, runtime, _, _ := runtimeStore(t, 4)
+	sagas := pgx.Identifier{owner.Schema(), "saga_instances"}.Sanitize()
+	if _, err := owner.Pool().Exec(ctx, "ALTER TABLE "+sagas+" SET (autovacuum_enabled = false)"); err != nil {
+		t.Fatal(err)
+	}
+	statistics := func() (relpages int, pages int) {
+		t.Helper()
+		err := owner.Pool().QueryRow(ctx, "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class WHERE oid = $1::regclass",
+			sagas).Scan(&relpages, &pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return relpages, pages
+	}
+	// addSagas adds n ended sagas (their rows only: the table is what the
+	// test is about) and sweeps a journal entry as the runtime role.
+	added := 0
+	addSagas := func(n int) {
+		t.Helper()
+		_, err := owner.Pool().Exec(ctx, "INSERT INTO "+sagas+` (name, id, stream_id, correlation_id, definition_version, status)
+			SELECT 'order', 'o-' || n, 'saga.order-o-' || n, gen_random_uuid(), 1, 'completed'
+			FROM generate_series($1::int + 1, $1::int + $2::int) AS n`, added, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		added += n
+		if _, err := runtime.Append(ctx, fmt.Sprintf("saga.order-o-%d", added), core.Any, core.NewEvent(Deposited{Amount: 1})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runtime.Sequence(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No saga yet: the empty table is never analyzed.
+	addSagas(0)
+	if relpages, pages := statistics(); relpages != 0 || pages != 0 {
+		t.Fatalf("no saga: statistics of %d pages, table of %d; want none taken", relpages, pages)
+	}
+	addSagas(100)
+	relpages, pages := statistics()
+	if relpages != pages || pages == 0 {
+		t.Fatalf("after the first sagas: statistics of %d pages, table of %d; want them taken by the sweep", relpages, pages)
+	}
+	for round := range 5 {
+		addSagas(added / 2)
+		before := relpages
+		relpages, pages = statistics()
+		if pages < 2*before && relpages != before {
+			t.Fatalf("round %d: statistics retaken at %d pages, taken at %d before; want them kept below %d pages", round, pages, before, 2*before)
+		}
+		for pages < 2*before {
+			addSagas(added / 10)
+			relpages, pages = statistics()
+		}
+		if relpages != pages {
+			t.Fatalf("round %d: the table is %d pages, its statistics say %d (taken at %d before); want them retaken once it doubled", round, pages, relpages, before)
+		}
+	}
+	t.Logf("saga table of %d pages after %d sagas, statistics of %d pages", pages, added, relpages)
+}

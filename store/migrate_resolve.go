@@ -122,6 +122,9 @@ var migrationEffects = map[int][]catalogObject{
 		{catalogFunction, "stored_events(uuid[])", true},
 		{catalogFunction, "refresh_statistics()", true},
 	},
+	14: {
+		{catalogFunction, "outgrown_statistics(regclass)", true},
+	},
 }
 
 // resolveDirty clears a dirty migration version when the catalog shows
