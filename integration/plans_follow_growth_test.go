@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/core"
 )
@@ -29,18 +30,7 @@ func TestSweepsRefreshStatisticsAsTheLogDoubles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// statistics returns the size in pages the events table had when its
-	// statistics were last taken (pg_class.relpages, which only ANALYZE and
-	// VACUUM set) and its size now.
-	statistics := func() (relpages int, pages int) {
-		t.Helper()
-		err := owner.Pool().QueryRow(ctx, "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class WHERE oid = $1::regclass",
-			tables["events"]).Scan(&relpages, &pages)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return relpages, pages
-	}
+	statistics := func() (relpages int, pages int) { return tableStatistics(t, owner.Pool(), tables["events"]) }
 	// appendSome appends n events (rounded up to tens) of about 1 KB, in
 	// batches of 10, and sweeps as the runtime role.
 	appended := 0
@@ -61,27 +51,7 @@ func TestSweepsRefreshStatisticsAsTheLogDoubles(t *testing.T) {
 	}
 
 	appendSome(10)
-	relpages, pages := statistics()
-	if relpages != pages || pages == 0 {
-		t.Fatalf("after the first sweep: statistics of %d pages, table of %d; want them taken by the sweep", relpages, pages)
-	}
-	for round := range 6 {
-		// Half as much again: the sweep leaves the statistics alone.
-		appendSome(appended / 2)
-		before := relpages
-		relpages, pages = statistics()
-		if pages < 2*before && relpages != before {
-			t.Fatalf("round %d: statistics retaken at %d pages, taken at %d before; want them kept below %d pages", round, pages, before, 2*before)
-		}
-		// Past doubling it: the sweep takes them again.
-		for pages < 2*before {
-			appendSome(appended / 10)
-			relpages, pages = statistics()
-		}
-		if relpages != pages {
-			t.Fatalf("round %d: the table is %d pages, its statistics say %d (taken at %d before); want them retaken once it doubled", round, pages, relpages, before)
-		}
-	}
+	relpages, pages := statisticsFollowDoubling(t, 6, statistics, func(divisor int) { appendSome(appended / divisor) })
 	t.Logf("events table of %d pages after %d events, statistics of %d pages", pages, appended, relpages)
 
 	// A refresh that fails leaves the sweep's numbering standing: here the
@@ -113,15 +83,7 @@ func TestSweepsRefreshSagaStatisticsAsSagasAccumulate(t *testing.T) {
 	if _, err := owner.Pool().Exec(ctx, "ALTER TABLE "+sagas+" SET (autovacuum_enabled = false)"); err != nil {
 		t.Fatal(err)
 	}
-	statistics := func() (relpages int, pages int) {
-		t.Helper()
-		err := owner.Pool().QueryRow(ctx, "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class WHERE oid = $1::regclass",
-			sagas).Scan(&relpages, &pages)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return relpages, pages
-	}
+	statistics := func() (relpages int, pages int) { return tableStatistics(t, owner.Pool(), sagas) }
 	// addSagas adds n ended sagas (their rows only: the table is what the
 	// test is about) and sweeps a journal entry as the runtime role.
 	added := 0
@@ -148,24 +110,51 @@ func TestSweepsRefreshSagaStatisticsAsSagasAccumulate(t *testing.T) {
 		t.Fatalf("no saga: statistics of %d pages, table of %d; want none taken", relpages, pages)
 	}
 	addSagas(100)
-	relpages, pages := statistics()
-	if relpages != pages || pages == 0 {
-		t.Fatalf("after the first sagas: statistics of %d pages, table of %d; want them taken by the sweep", relpages, pages)
+	relpages, pages := statisticsFollowDoubling(t, 5, statistics, func(divisor int) { addSagas(added / divisor) })
+	t.Logf("saga table of %d pages after %d sagas, statistics of %d pages", pages, added, relpages)
+}
+
+// tableStatistics returns the size in pages table had when its statistics
+// were last taken (pg_class.relpages, which only ANALYZE and VACUUM set)
+// and its size now.
+func tableStatistics(t *testing.T, pool *pgxpool.Pool, table string) (relpages int, pages int) {
+	t.Helper()
+	err := pool.QueryRow(context.Background(), "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class WHERE oid = $1::regclass",
+		table).Scan(&relpages, &pages)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for round := range 5 {
-		addSagas(added / 2)
+	return relpages, pages
+}
+
+// statisticsFollowDoubling checks that the first sweep after a table's
+// first rows took its statistics, then grows it for rounds rounds and
+// checks that the sweeps leave them alone while it has grown by half, and
+// retake them once it has doubled. statistics is tableStatistics of the
+// table; grow(d) grows it by a d-th of what it holds and sweeps. It
+// returns the table's statistics and size at the end.
+func statisticsFollowDoubling(t *testing.T, rounds int, statistics func() (relpages, pages int), grow func(divisor int)) (relpages, pages int) {
+	t.Helper()
+	relpages, pages = statistics()
+	if relpages != pages || pages == 0 {
+		t.Fatalf("after the first sweep: statistics of %d pages, table of %d; want them taken by the sweep", relpages, pages)
+	}
+	for round := range rounds {
+		// Half as much again: the sweep leaves the statistics alone.
+		grow(2)
 		before := relpages
 		relpages, pages = statistics()
 		if pages < 2*before && relpages != before {
 			t.Fatalf("round %d: statistics retaken at %d pages, taken at %d before; want them kept below %d pages", round, pages, before, 2*before)
 		}
+		// Past doubling it: the sweep takes them again.
 		for pages < 2*before {
-			addSagas(added / 10)
+			grow(10)
 			relpages, pages = statistics()
 		}
 		if relpages != pages {
 			t.Fatalf("round %d: the table is %d pages, its statistics say %d (taken at %d before); want them retaken once it doubled", round, pages, relpages, before)
 		}
 	}
-	t.Logf("saga table of %d pages after %d sagas, statistics of %d pages", pages, added, relpages)
+	return relpages, pages
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mire-go/mire/integration/pgenv"
 	"github.com/mire-go/mire/store"
@@ -38,29 +37,12 @@ func TestSagaStatementsCostTheSameAsSagasAccumulate(t *testing.T) {
 
 func sagaStatementsCostTheSame(t *testing.T, analyzed bool) {
 	ctx := context.Background()
-	config, err := pgxpool.ParseConfig(pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorded := &statementRecorder{}
-	config.ConnConfig.Tracer = recorded
-	pool, err := pgxpool.NewWithConfig(ctx, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, recorded := recordingPool(t)
 	es := pgenv.NewStore(t, pool, &store.Config{Registry: sagaRegistry()})
 	table := pgx.Identifier{es.Schema(), "saga_instances"}.Sanitize()
-	conn, err := pgx.Connect(ctx, pgenv.URL(t))
-	if err != nil {
+	conn := genericPlansConn(t)
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_enabled = false)"); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close(ctx) //nolint:errcheck // a test connection
-	for _, sql := range []string{"ALTER TABLE " + table + " SET (autovacuum_enabled = false)",
-		"SET plan_cache_mode = force_generic_plan"} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
 	}
 	env := newSagaEnv(t, es, fastSagas("plans"), nil)
 
@@ -107,7 +89,7 @@ func sagaStatementsCostTheSame(t *testing.T, analyzed bool) {
 	}
 
 	// Ended sagas keep their rows.
-	_, err = conn.Exec(ctx, "INSERT INTO "+table+` (name, id, stream_id, correlation_id, definition_version, status)
+	_, err := conn.Exec(ctx, "INSERT INTO "+table+` (name, id, stream_id, correlation_id, definition_version, status)
 		SELECT 'order', 'ended-' || n, 'saga.order-ended-' || n, gen_random_uuid(), 1, 'completed'
 		FROM generate_series(1, 50000) AS n`)
 	if err != nil {

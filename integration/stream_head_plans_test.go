@@ -69,31 +69,14 @@ type youngStore struct {
 
 func streamReadsCostTheSameOnLongStreams(t *testing.T, early youngStore) {
 	ctx := context.Background()
-	config, err := pgxpool.ParseConfig(pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorded := &statementRecorder{}
-	config.ConnConfig.Tracer = recorded
-	pool, err := pgxpool.NewWithConfig(ctx, config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, recorded := recordingPool(t)
 	// Alone, so that each single-event append runs its own statement.
 	es := pgenv.NewStore(t, pool, &store.Config{Registry: bankRegistry(), ReadPageSize: 10, SoloAppends: -1})
 	grouping, err := store.New(pool, &store.Config{Schema: es.Schema(), Registry: bankRegistry(), SoloAppends: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pgenv.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx) //nolint:errcheck // a test connection
-	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
-		t.Fatal(err)
-	}
+	conn := genericPlansConn(t)
 
 	grow := func(stream string, events int) {
 		batch := make([]core.Event, 100)
@@ -298,6 +281,41 @@ func grouped(name string, args []any) int {
 	}
 	streams, _ := args[0].([]string) // the group's stream ids
 	return max(len(streams), 1)
+}
+
+// recordingPool returns a pool whose connections record the statements
+// sent on them.
+func recordingPool(t *testing.T) (*pgxpool.Pool, *statementRecorder) {
+	t.Helper()
+	config, err := pgxpool.ParseConfig(pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := &statementRecorder{}
+	config.ConnConfig.Tracer = recorded
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, recorded
+}
+
+// genericPlansConn returns a connection on which statements prepared are
+// planned generically from their first run, as a connection's cached plans
+// are after a few.
+func genericPlansConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgenv.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // statementRecorder is a pgx tracer that keeps the last call of each of the
