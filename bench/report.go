@@ -222,7 +222,7 @@ func writeIndexedRatios(w io.Writer, rows []Row) error {
 	var parts []string
 	for _, row := range rows {
 		if row.RatioToRawIndex != nil {
-			parts = append(parts, fmt.Sprintf("%s %d writers %s %.2fx", row.Scenario, row.Writers, row.System, *row.RatioToRawIndex))
+			parts = append(parts, fmt.Sprintf("%s writers=%d %s %.2fx", row.Scenario, row.Writers, row.System, *row.RatioToRawIndex))
 		}
 	}
 	if len(parts) == 0 {

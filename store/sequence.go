@@ -21,10 +21,11 @@ import (
 // call it yourself to learn the positions of events you just appended, or
 // run a [Sequencer] to keep positions current in the background.
 //
-// After a run that numbered events it also refreshes the statistics of the
-// store's tables once the events table has doubled since they were taken,
-// so that no plan PostgreSQL cached while the tables were small outlives
-// their growth, with autovacuum off too. That runs in a statement of its
+// After a run that numbered events it also refreshes the statistics of a
+// table that has doubled since they were taken (the events table, which
+// stands for the log's tables, or the saga table), so that no plan
+// PostgreSQL cached while the tables were small outlives their growth,
+// with autovacuum off too. That runs in a statement of its
 // own: a refresh that fails is logged, never returned.
 func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
 	if s.instr == nil {
@@ -39,7 +40,8 @@ func (s *EventStore) Sequence(ctx context.Context) (int64, error) {
 }
 
 // sequenceAndRefresh runs a sweep and, when its statement found the
-// statistics stale (the events table doubled since they were taken), the
+// statistics stale (events or saga_instances doubled since they were
+// taken; statistics_stale in schema/migrations), the
 // refresh that takes them again (refresh_statistics in schema/migrations),
 // which remakes every connection's plans of the tables. The refresh runs in
 // a statement of its own so that a slow or failed one never fails the
